@@ -63,3 +63,29 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
         timeout=timeout,
         env={**os.environ, "COLUMNS": "200"},
     )
+
+
+def toy_crops(ws: Workspace, per_label: int = 6, labels: Sequence[str] | None = None, seed: int = 0) -> list[Path]:
+    """Small learnable crops straight into unsorted/: Cogs are a suit-coloured suit on a grey field, Toons a
+    bright shirt; sizes and positions vary. Enough for a model to learn within a couple of epochs."""
+    from toonvision.taxonomy import SUIT_BY_SHORT, parse_label
+
+    rng = np.random.default_rng(seed)
+    labels = labels or ["cog_bb_flunky", "cog_lb_bloodsucker", "cog_cb_tightwad", "cog_sb_coldcaller",
+                        "toon_cat", "toon_dog"]
+    paths = []
+    for label in labels:
+        parsed = parse_label(label)
+        for i in range(per_label):
+            h, w = int(rng.integers(60, 140)), int(rng.integers(25, 60))
+            img = np.full((h, w, 3), 128, dtype=np.uint8) + rng.integers(0, 20, (h, w, 3), dtype=np.uint8)
+            if parsed.is_cog:
+                color = np.array([int(SUIT_BY_SHORT[parsed.suit].color[k : k + 2], 16) for k in (1, 3, 5)])
+                img[h // 4 : h * 3 // 4, w // 5 : w * 4 // 5] = color
+            else:
+                img[h // 3 : h * 2 // 3, :] = (250, 240, 60)
+                img[: h // 4, w // 4 : w * 3 // 4] = (255, 255, 255)
+            path = ws.unsorted_dir(parsed.kind) / f"{label}_{i}.png"
+            Image.fromarray(img).save(path)
+            paths.append(path)
+    return paths

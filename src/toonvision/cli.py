@@ -315,6 +315,441 @@ def _print_stats(st, desired) -> None:
     console.print(f"{st.total} crops in all, {len(st.per_label)} labels present, desired {desired.label} per label")
 
 
+# --- models ---
+
+Task = Annotated[str, typer.Option("--task", help="binary (cog vs toon), suit (4 suits) or name (32 Cog names).")]
+
+
+def _quiet_tensorflow() -> None:
+    """Import TensorFlow with its start-up chatter (oneDNN and absl notices) kept off the terminal.
+
+    TensorFlow 2.21 prints them from C++ whatever TF_CPP_MIN_LOG_LEVEL says, so standard error is
+    pointed at /dev/null for the import only; a Python exception still surfaces normally.
+    """
+    import os
+    import sys
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@app.command()
+def models(
+    name: Annotated[str | None, typer.Argument(help="Show this architecture: its summary and a diagram.")] = None,
+    task: Task = "binary",
+    root: Root = Path("img"),
+) -> None:
+    """List the registered architectures with their parameter counts, or show one.
+
+    With NAME: print the Keras summary and write an architecture diagram to
+    <root>/reports/model_<name>_<task>.png (Keras' plot_model when Graphviz is installed, otherwise
+    ToonVision's own layered drawing).
+    """
+    _quiet_tensorflow()
+    from toonvision.models import REGISTRY, create_model
+
+    if name is None:
+        table = Table("model", "binary", "suit", "name", "what it is", title="Architectures")
+        for arch in REGISTRY.values():
+            counts = [f"{create_model(arch.name, t).count_params():,}" for t in ("binary", "suit", "name")]
+            table.add_row(arch.name, *counts, arch.summary)
+        console.print(table)
+        return
+    if name not in REGISTRY:
+        raise fail(f"unknown model {name!r} (choose from {', '.join(REGISTRY)})")
+    try:
+        model = create_model(name, task)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    model.summary(print_fn=lambda line, **_: console.print(line, highlight=False, markup=False))
+    path = _workspace(root).reports / f"model_{name}_{task}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    console.print(f"wrote {draw_architecture(model, path)}")
+
+
+def draw_architecture(model, path: Path) -> Path:
+    """Keras' plot_model where pydot and Graphviz are installed, else ToonVision's own drawing."""
+    import shutil
+
+    from toonvision.plots import plot_architecture
+
+    if shutil.which("dot"):
+        try:
+            import keras
+
+            keras.utils.plot_model(model, to_file=str(path), show_shapes=True, show_layer_names=True, dpi=80)
+            return path
+        except (ImportError, OSError, AttributeError, ValueError):
+            pass
+    return plot_architecture(model, path)
+
+
+# --- train ---
+
+Epochs = Annotated[int, typer.Option(help="Epochs to train (the spec: 25; its optimizer comparison: 20).")]
+
+
+def _config_from_options(**options) -> object:
+    from toonvision.training import TrainConfig
+
+    try:
+        return TrainConfig(**options).validate()
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def train(
+    root: Root = Path("img"),
+    task: Task = "binary",
+    model: Annotated[str, typer.Option(help="Architecture (see 'toonvision models').")] = "seed",
+    epochs: Epochs = 25,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
+    optimizer: Annotated[
+        str, typer.Option(help="sgd, adam, rmsprop, adadelta, adagrad, adamax, nadam or ftrl.")
+    ] = "adam",
+    augment: Annotated[bool, typer.Option(help="Random flip, rotation (0.075) and zoom (0.2) in training.")] = False,
+    dropout: Annotated[float, typer.Option(help="Dropout rate before the head (the spec's optimized: 0.9).")] = 0.0,
+    decay: Annotated[float, typer.Option(help="Inverse-time decay per step: lr / (1 + decay * step).")] = 0.0,
+    lr_step_every: Annotated[
+        int, typer.Option(help="Step schedule: multiply lr by --lr-step-factor every N epochs.")
+    ] = 0,
+    lr_step_factor: Annotated[float, typer.Option(help="Factor of the step schedule.")] = 0.1,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 32,
+    class_weight: Annotated[
+        str | None, typer.Option(help="'balanced' weighs classes inversely to their frequency.")
+    ] = None,
+    pad: Annotated[
+        bool, typer.Option(help="Pad crops to 600x200 keeping their aspect ratio instead of stretching.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of weights, shuffling and augmentation.")] = 0,
+    split_seed: Annotated[
+        int | None, typer.Option(help="Split in memory with this seed instead of using the data/ folders.")
+    ] = None,
+    name: Annotated[str, typer.Option(help="Name of the run (its folder is runs/train/<task>-<name>).")] = "model",
+) -> None:
+    """Train one model and write its run folder under <root>/runs/train/.
+
+    The run folder holds model.keras, history.json, config.json, metrics.json (test loss and accuracy),
+    split.json and history.png (accuracy and loss, training and validation). Training uses the split in
+    data/{train,validate,test} when there is one, else a 60/20/20 split planned from --split-seed.
+    """
+    _quiet_tensorflow()
+    from toonvision.training import configure_threads, epoch_progress, train_run
+
+    cfg = _config_from_options(
+        name=name,
+        task=task,
+        model=model,
+        epochs=epochs,
+        lr=lr,
+        optimizer=optimizer,
+        augment=augment,
+        dropout=dropout,
+        decay=decay,
+        lr_step_every=lr_step_every,
+        lr_step_factor=lr_step_factor,
+        batch_size=batch_size,
+        class_weight=class_weight,
+        pad=pad,
+        seed=seed,
+    )
+    header("train", root=root, **{k: v for k, v in cfg.to_dict().items() if k != "name"}, split_seed=split_seed)
+    configure_threads(None)
+    ws = _workspace(root)
+    with _progress() as progress:
+        task_id = progress.add_task("loading crops", total=epochs)
+        try:
+            out = train_run(ws, cfg, split_seed=split_seed, callbacks=[epoch_progress(progress, task_id)])
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+    from toonvision.training import read_json
+
+    metrics = read_json(out / "metrics.json")["test"]
+    if metrics:
+        console.print(
+            f"test accuracy {metrics['accuracy']:.4f}, test loss {metrics['loss']:.4f} on {metrics['n']} crops"
+        )
+    console.print(f"results in {out}")
+
+
+@app.command()
+def optimizers(
+    root: Root = Path("img"),
+    task: Task = "binary",
+    model: Annotated[str, typer.Option(help="Architecture.")] = "seed",
+    epochs: Epochs = 20,
+    lr: Annotated[float, typer.Option(help="The same static learning rate for every optimizer.")] = 1e-3,
+    only: Annotated[list[str] | None, typer.Option(help="Compare only these optimizers (repeatable).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split and of every model.")] = 0,
+) -> None:
+    """The spec's optimizer comparison: the same model, data and learning rate trained with SGD, Adam,
+    RMSprop, Adadelta, Adagrad, Adamax, Nadam and Ftrl; one plot of all curves.
+
+    Writes <root>/runs/optimizers/<task>-<model>/optimizers.png and histories.json.
+    """
+    _quiet_tensorflow()
+    from toonvision.datasets import find_samples, load_task
+    from toonvision.plots import plot_optimizers
+    from toonvision.training import OPTIMIZERS, TrainConfig, fit, new_run_dir, resolve_split, write_json
+
+    names = [o.lower() for o in (only or OPTIMIZERS)]
+    for o in names:
+        if o not in OPTIMIZERS:
+            raise fail(f"unknown optimizer {o!r} (choose from {', '.join(OPTIMIZERS)})")
+    header("optimizers", root=root, task=task, model=model, epochs=epochs, lr=lr, seed=seed, optimizers=",".join(names))
+    ws = _workspace(root)
+    try:
+        data = load_task(find_samples(ws), task)
+    except ValueError as exc:
+        raise fail(f"{exc}: run 'toonvision extract' first") from None
+    plan, _ = resolve_split(data.samples, None)
+    parts = data.by_plan(plan)
+    histories, finals = {}, {}
+    with _progress() as progress:
+        overall = progress.add_task("optimizers", total=len(names))
+        for o in names:
+            cfg = TrainConfig(name=o, task=task, model=model, epochs=epochs, lr=lr, optimizer=o, seed=seed)
+            result = fit(cfg, parts["train"], parts["validate"], parts["test"])
+            histories[OPTIMIZERS[o]] = result.history
+            finals[OPTIMIZERS[o]] = result.test
+            progress.update(
+                overall,
+                advance=1,
+                description=f"{OPTIMIZERS[o]}: val_acc {result.history.get('val_accuracy', [0])[-1]:.3f}",
+            )
+    out = new_run_dir(ws.runs / "optimizers", f"{task}-{model}")
+    write_json(out / "histories.json", {"histories": histories, "test": finals, "lr": lr, "epochs": epochs})
+    plot_optimizers(histories, out / "optimizers.png", f"Optimizers on {task}/{model}, lr {lr:g}, {epochs} epochs")
+    table = Table("optimizer", "final val acc", "final val loss", "test acc", title="Optimizers")
+    for o, h in histories.items():
+        table.add_row(
+            o,
+            f"{h.get('val_accuracy', [float('nan')])[-1]:.3f}",
+            f"{h.get('val_loss', [float('nan')])[-1]:.3f}",
+            f"{finals[o].get('accuracy', float('nan')):.3f}",
+        )
+    console.print(table)
+    console.print(f"wrote {out / 'optimizers.png'}")
+
+
+# --- compare ---
+
+
+@app.command()
+def compare(
+    root: Root = Path("img"),
+    config: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--config",
+            help="Configurations to compare (repeatable): baseline, optimized, or <preset>:<model> such as "
+            "optimized:padded. Default: baseline and optimized, as in the spec.",
+        ),
+    ] = None,
+    task: Task = "binary",
+    runs: Annotated[int, typer.Option(help="Re-split runs (the spec: 200).")] = 3,
+    epochs: Epochs = 25,
+    seed: Annotated[int, typer.Option(help="Run r splits with seed + r and trains with it.")] = 0,
+    folds: Annotated[int, typer.Option(help="Stratified k-fold cross-validation instead of random re-splits.")] = 0,
+    class_weight: Annotated[str | None, typer.Option(help="'balanced' for every configuration.")] = None,
+    pad: Annotated[bool, typer.Option(help="Pad crops instead of stretching them.")] = False,
+    workers: Annotated[int, typer.Option(help="Parallel training workers (0: one per core of the Ray cluster).")] = 0,
+    threads: Annotated[int, typer.Option(help="CPU threads per worker.")] = 1,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster to use (e.g. 'auto' or ray://host:10001); default: a local one.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Experiment name; the same name resumes it.")] = None,
+) -> None:
+    """The spec's baseline comparison: re-split, train every configuration, evaluate, N times; in parallel.
+
+    Results go to <root>/runs/compare/<name>/: one JSON per run and configuration (so a killed
+    comparison resumes from the runs already finished), best/<config>.keras (kept only when it beats the
+    best so far on both test loss and accuracy), history.png (every run faint, the mean bold),
+    boxplots.png (test accuracy and loss), summary.md/json (median, quartiles, min/max, and a Mann-Whitney U
+    test with a bootstrap interval for each pair).
+    """
+    _quiet_tensorflow()
+    from dataclasses import replace
+
+    from toonvision.experiments import Experiment, run_experiment, summarize, write_outputs
+    from toonvision.training import preset
+
+    names = config or ["baseline", "optimized"]
+    try:
+        configs = tuple(
+            preset(n, epochs=epochs, task=task, class_weight=class_weight, pad=pad).validate() for n in names
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    configs = tuple(replace(c, name=c.name.replace(":", "-")) for c in configs)
+    exp_name = name or f"{task}-{'-vs-'.join(c.name for c in configs)}"
+    exp = Experiment(name=exp_name, task=task, configs=configs, runs=runs, seed=seed, folds=folds, pad=pad)
+    header(
+        "compare",
+        root=root,
+        task=task,
+        configs=",".join(c.name for c in configs),
+        runs=folds or runs,
+        epochs=epochs,
+        seed=seed,
+        folds=folds,
+        workers=workers or "auto",
+        threads=threads,
+        address=address or "local",
+        name=exp_name,
+    )
+    ws = _workspace(root)
+    out = ws.runs / "compare" / exp_name
+    with _progress() as progress:
+        bar = progress.add_task("starting Ray", total=None)
+
+        def on_start(total: int, done: int) -> None:
+            progress.update(bar, total=total, completed=done, description="training")
+
+        def on_result(result, messages) -> None:
+            progress.update(
+                bar,
+                advance=1,
+                description=f"run {result.run} {result.config}: acc {result.test.get('accuracy', 0):.3f}",
+            )
+            for m in messages:
+                progress.console.print(m)
+
+        try:
+            results = run_experiment(
+                ws, exp, out, workers=workers, threads=threads, address=address, on_start=on_start, on_result=on_result
+            )
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+    paths = write_outputs(out, exp, results)
+    summary = summarize(results, [c.name for c in configs])
+    table = Table("model", "metric", "n", "median", "q1", "q3", "min", "max", title="Test metrics")
+    for model_name, metrics in summary.items():
+        for metric, st in metrics.items():
+            table.add_row(
+                model_name, metric, str(st["n"]), *(f"{st[k]:.4f}" for k in ("median", "q1", "q3", "min", "max"))
+            )
+    console.print(table)
+    console.print(paths["markdown"].read_text().split("## Is the difference real?")[1].strip(), markup=False)
+    console.print(f"results in {out}")
+
+
+# --- evaluate ---
+
+
+@app.command()
+def evaluate(
+    model_path: Annotated[Path, typer.Argument(help="A run folder (runs/train/...) or a .keras file.")],
+    root: Root = Path("img"),
+    task: Annotated[str | None, typer.Option(help="Task of a bare .keras file (read from a run folder).")] = None,
+    top: Annotated[int, typer.Option(help="How many wrong predictions to show in the grid.")] = 32,
+) -> None:
+    """Test metrics, confusion matrix, per-class precision/recall, and wrong predictions ranked by error.
+
+    The test split is the run's own (split.json) or, for a bare model, the data/test folder. Wrong
+    predictions are ranked over the whole dataset, as in the spec: each crop titled with its true label,
+    the error E and the model output A. Writes into <run>/evaluate/.
+    """
+    _quiet_tensorflow()
+    from toonvision.evaluation import evaluate_model
+    from toonvision.training import read_json
+
+    model_file, run_dir = (model_path / "model.keras", model_path) if model_path.is_dir() else (model_path, None)
+    if not model_file.exists():
+        raise fail(f"{model_file} does not exist")
+    cfg = read_json(run_dir / "config.json") if run_dir and (run_dir / "config.json").exists() else {}
+    task = task or cfg.get("task")
+    import keras
+
+    try:
+        model = keras.models.load_model(model_file)
+    except (OSError, ValueError) as exc:
+        raise fail(f"{model_file} is not a Keras model: {exc}") from None
+    units = model.output_shape[-1]
+    task = task or {1: "binary", 4: "suit", 32: "name"}.get(units)
+    if task is None:
+        raise fail(f"cannot tell the task of a model with {units} outputs: give --task")
+    header("evaluate", root=root, model=model_file, task=task)
+    from toonvision.datasets import find_samples, load_task
+
+    ws = _workspace(root)
+    data = load_task(find_samples(ws), task, pad=cfg.get("pad", False))
+    split_of = read_json(run_dir / "split.json") if run_dir and (run_dir / "split.json").exists() else None
+    ev = evaluate_model(model, data, task, split_of)
+    out = (run_dir or model_file.parent) / "evaluate"
+    paths = write_evaluation(ev, data, out, top=top, title=f"{task}: {model_file}")
+    if ev.test_metrics:
+        console.print(
+            f"test accuracy {ev.test_metrics['accuracy']:.4f}, loss {ev.test_metrics['loss']:.4f} "
+            f"on {ev.test_metrics['n']} crops"
+        )
+    report = ev.report("test" if ev.test_metrics else None)
+    table = Table("class", "precision", "recall", "f1", "support", title="Per class (test split)")
+    for cls in ev.classes:
+        r = report.get(cls, {})
+        if r.get("support"):
+            table.add_row(
+                cls, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1-score']:.3f}", str(int(r["support"]))
+            )
+    console.print(table)
+    console.print(f"{len(ev.wrong())} wrong predictions over {len(ev.predictions)} crops")
+    for p in paths.values():
+        console.print(f"wrote {p}")
+
+
+def write_evaluation(ev, data, out: Path, *, top: int = 32, title: str = "") -> dict[str, Path]:
+    from toonvision.plots import plot_confusion, plot_wrong_predictions
+    from toonvision.training import write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    split = "test" if ev.test_metrics else None
+    index = {s.name: i for i, s in enumerate(data.samples)}
+    wrong = ev.wrong()
+    items = [
+        {
+            "image": data.x[index[p.name]],
+            "label": p.name.rsplit("_", 1)[0],
+            "error": p.error,
+            "output": p.output,
+            "predicted": ev.classes[p.predicted],
+        }
+        for p in wrong[:top]
+    ]
+    matrix = ev.confusion(split)
+    write_json(
+        out / "evaluation.json",
+        {
+            "test": ev.test_metrics,
+            "classes": ev.classes,
+            "confusion": matrix.tolist(),
+            "report": ev.report(split),
+            "wrong": [p.__dict__ for p in wrong],
+        },
+    )
+    return {
+        "confusion": plot_confusion(
+            matrix, ev.classes, out / "confusion.png", f"Confusion matrix ({split or 'all crops'})"
+        ),
+        "wrong": plot_wrong_predictions(
+            items,
+            out / "wrong_predictions.png",
+            f"{len(wrong)} wrong predictions over {len(ev.predictions)} crops, highest error first",
+        ),
+        "json": out / "evaluation.json",
+    }
+
+
 def _register_optional() -> None:
     """Verbs that live in their own modules (they import heavy libraries only when run)."""
     try:

@@ -1,0 +1,336 @@
+"""Training one model: configuration, optimizer and schedules, fit, evaluate, and the run folder.
+
+The spec's two configurations are presets:
+
+- ``baseline``: the seed model, Adam 1e-3, no augmentation, no dropout, no decay;
+- ``optimized``: the same with augmentation, dropout 0.9 and inverse-time learning-rate decay 1e-5.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from toonvision.taxonomy import task_classes
+
+if TYPE_CHECKING:
+    import keras
+
+    from toonvision.datasets import TaskData
+
+# Every optimizer the spec compared, by the name users type.
+OPTIMIZERS: dict[str, str] = {
+    "sgd": "SGD",
+    "adam": "Adam",
+    "rmsprop": "RMSprop",
+    "adadelta": "Adadelta",
+    "adagrad": "Adagrad",
+    "adamax": "Adamax",
+    "nadam": "Nadam",
+    "ftrl": "Ftrl",
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines one training run (its seed included), so any run can be repeated."""
+
+    name: str = "baseline"
+    task: str = "binary"
+    model: str = "seed"
+    epochs: int = 25
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    augment: bool = False
+    dropout: float = 0.0
+    decay: float = 0.0  # inverse-time decay per step: lr / (1 + decay * step), the spec's Adam(decay=...)
+    lr_step_every: int = 0  # step schedule: multiply lr by lr_step_factor every N epochs (0 = off)
+    lr_step_factor: float = 0.1
+    batch_size: int = 32
+    class_weight: str | None = None  # None or "balanced"
+    pad: bool = False  # pad crops to 600x200 instead of stretching them
+    seed: int = 0
+
+    def validate(self) -> TrainConfig:
+        from toonvision.models import REGISTRY
+
+        task_classes(self.task)  # raises on an unknown task
+        if self.model not in REGISTRY:
+            raise ValueError(f"unknown model {self.model!r} (choose from {', '.join(sorted(REGISTRY))})")
+        if self.optimizer.lower() not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("epochs, batch size and learning rate must be positive")
+        if self.class_weight not in (None, "balanced"):
+            raise ValueError(f"class weight must be 'balanced' or none, got {self.class_weight!r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+PRESETS: dict[str, TrainConfig] = {
+    "baseline": TrainConfig(name="baseline"),
+    "optimized": TrainConfig(name="optimized", augment=True, dropout=0.9, decay=1e-5),
+}
+
+
+def preset(name: str, **overrides: Any) -> TrainConfig:
+    """A preset by name, e.g. ``baseline``, ``optimized``, or ``<preset>:<model>`` such as
+    ``optimized:padded`` for the same recipe on another architecture."""
+    base, _, model = name.partition(":")
+    if base not in PRESETS:
+        raise ValueError(f"unknown configuration {base!r} (choose from {', '.join(PRESETS)})")
+    cfg = replace(PRESETS[base], name=name, **overrides)
+    return replace(cfg, model=model) if model else cfg
+
+
+# --- Keras pieces ---
+
+
+def configure_threads(threads: int | None) -> None:
+    """Pin TensorFlow's thread pools (must run before TensorFlow does any work in this process)."""
+    if not threads:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    except RuntimeError:
+        pass  # already initialised: keep what it has
+
+
+def seed_everything(seed: int) -> None:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def build_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
+    import keras
+
+    lr: Any = cfg.lr
+    if cfg.decay:
+        # Keras 3 dropped the optimizers' `decay` argument; InverseTimeDecay with decay_steps=1 is the same
+        # formula the spec's Adam(learning_rate=LR, decay=1e-5) applied per step.
+        lr = keras.optimizers.schedules.InverseTimeDecay(cfg.lr, decay_steps=1, decay_rate=cfg.decay)
+    return getattr(keras.optimizers, OPTIMIZERS[cfg.optimizer.lower()])(learning_rate=lr)
+
+
+def step_schedule(cfg: TrainConfig):
+    """The spec's lr_schedule callback: lr * factor ** (epoch // every)."""
+
+    def schedule(epoch: int, lr: float) -> float:
+        return cfg.lr * cfg.lr_step_factor ** (epoch // cfg.lr_step_every)
+
+    return schedule
+
+
+def compile_model(model: keras.Model, cfg: TrainConfig) -> keras.Model:
+    import keras
+
+    if cfg.task == "binary":
+        loss, metric = "binary_crossentropy", keras.metrics.BinaryAccuracy(name="accuracy")
+    else:
+        loss, metric = "sparse_categorical_crossentropy", keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=build_optimizer(cfg), loss=loss, metrics=[metric])
+    return model
+
+
+def class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
+    """scikit-learn's 'balanced' weights; classes absent from ``y`` get weight 1."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(y)
+    weights = compute_class_weight("balanced", classes=present, y=y)
+    out = {i: 1.0 for i in range(n_classes)}
+    out.update({int(c): float(w) for c, w in zip(present, weights, strict=True)})
+    return out
+
+
+@dataclass
+class FitResult:
+    model: Any
+    history: dict[str, list[float]]
+    test: dict[str, float] = field(default_factory=dict)
+
+
+def build(cfg: TrainConfig) -> keras.Model:
+    from toonvision.models import create_model
+
+    model = create_model(
+        cfg.model,
+        cfg.task,
+        augment=cfg.augment,
+        dropout=cfg.dropout,
+        seed=cfg.seed,
+        model_name=cfg.name.replace(":", "_"),
+    )
+    return compile_model(model, cfg)
+
+
+def fit(
+    cfg: TrainConfig,
+    train: TaskData,
+    validate: TaskData | None = None,
+    test: TaskData | None = None,
+    *,
+    verbose: int = 0,
+    callbacks: list | None = None,
+) -> FitResult:
+    """Train a fresh model from ``cfg`` (seeded) and evaluate it on ``test`` when given."""
+    import keras
+
+    cfg.validate()
+    if len(train.y) == 0:
+        raise ValueError(f"the training split of the {cfg.task!r} task is empty")
+    seed_everything(cfg.seed)
+    model = build(cfg)
+    cbs = list(callbacks or [])
+    if cfg.lr_step_every:
+        cbs.append(keras.callbacks.LearningRateScheduler(step_schedule(cfg)))
+    n_classes = len(task_classes(cfg.task))
+    weights = class_weights(train.y, n_classes) if cfg.class_weight == "balanced" else None
+    has_val = validate is not None and len(validate.y) > 0
+    history = model.fit(
+        train.x,
+        _targets(train.y, cfg.task),
+        batch_size=cfg.batch_size,
+        epochs=cfg.epochs,
+        validation_data=(validate.x, _targets(validate.y, cfg.task)) if has_val else None,
+        shuffle=True,
+        class_weight=weights,
+        callbacks=cbs,
+        verbose=verbose,
+    )
+    result = FitResult(model, {k: [float(v) for v in vals] for k, vals in history.history.items()})
+    if test is not None and len(test.y):
+        result.test = evaluate(model, test, cfg.task, cfg.batch_size)
+    return result
+
+
+def _targets(y: np.ndarray, task: str) -> np.ndarray:
+    return y.astype("float32").reshape(-1, 1) if task == "binary" else y
+
+
+def evaluate(model: keras.Model, data: TaskData, task: str, batch_size: int = 32) -> dict[str, float]:
+    loss, acc = model.evaluate(data.x, _targets(data.y, task), batch_size=batch_size, verbose=0)
+    return {"loss": float(loss), "accuracy": float(acc), "n": len(data.y)}
+
+
+# --- run folders ---
+
+
+def new_run_dir(parent: Path, name: str) -> Path:
+    """A fresh folder ``parent/name``, ``name-2``, ``name-3``... (created atomically, never reused)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while True:
+        path = parent / (name if n == 1 else f"{name}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+
+
+def write_json(path: Path, data: Any) -> None:
+    from toonvision.workspace import write_text_atomic
+
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def save_model(model: keras.Model, path: Path) -> Path:
+    """Save atomically: Keras writes a temporary file that then replaces ``path``."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+# --- one run, start to finish ---
+
+
+def resolve_split(samples: list, split_seed: int | None, ratios=(0.6, 0.2, 0.2)) -> tuple[dict, str]:
+    """The split to train on: the workspace's folders when crops are split there and no seed is given,
+    otherwise a stratified split planned in memory from ``split_seed`` (folders untouched)."""
+    from toonvision.splitting import plan_split
+
+    if split_seed is None and any(s.split for s in samples):
+        return {s.name: s.split for s in samples}, "folders"
+    seed = 0 if split_seed is None else split_seed
+    return plan_split(samples, ratios, seed=seed), f"seed {seed}"
+
+
+def epoch_progress(progress, task_id):
+    """A Keras callback that advances a rich progress bar and shows the latest metrics."""
+    import keras
+
+    class Epochs(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            shown = " ".join(
+                f"{k}={v:.3f}" for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy")
+            )
+            progress.update(task_id, advance=1, description=f"epoch {epoch + 1}: {shown}")
+
+    return Epochs()
+
+
+def train_run(
+    ws,
+    cfg: TrainConfig,
+    *,
+    split_seed: int | None = None,
+    out: Path | None = None,
+    callbacks: list | None = None,
+) -> Path:
+    """Train ``cfg`` on the workspace and write a run folder: model.keras, history.json, config.json,
+    metrics.json, split.json and history.png."""
+    from toonvision.datasets import find_samples, load_task
+    from toonvision.plots import plot_history
+
+    cfg.validate()
+    samples = find_samples(ws)
+    data = load_task(samples, cfg.task, pad=cfg.pad)
+    plan, source = resolve_split(data.samples, split_seed)
+    parts = data.by_plan(plan)
+    if not len(parts["train"].y):
+        raise ValueError("the training split is empty: run 'toonvision split' or give --split-seed")
+    result = fit(cfg, parts["train"], parts["validate"], parts["test"], callbacks=callbacks)
+    out = out or new_run_dir(ws.runs / "train", f"{cfg.task}-{cfg.name.replace(':', '-')}")
+    save_model(result.model, out / "model.keras")
+    write_json(out / "history.json", result.history)
+    write_json(
+        out / "config.json",
+        {**cfg.to_dict(), "split": source, "counts": {k: len(v.y) for k, v in parts.items()}},
+    )
+    write_json(out / "metrics.json", {"test": result.test, "params": result.model.count_params()})
+    write_json(out / "split.json", plan)
+    plot_history(result.history, out / "history.png", f"{cfg.task} / {cfg.name} ({cfg.model})")
+    return out
