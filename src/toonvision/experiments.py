@@ -128,6 +128,30 @@ def result_path(out: Path, run: int, config: str) -> Path:
     return out / RESULTS / f"run{run:04d}_{config.replace(':', '-')}.json"
 
 
+def pending_path(out: Path, run: int, config: str) -> Path:
+    return out / "pending" / f"run{run:04d}_{config.replace(':', '-')}.npz"
+
+
+def save_pending(out: Path, result: RunResult) -> None:
+    """Keep a result's weights until the keeper has judged it (it may have to wait for earlier runs, and
+    the process may be killed meanwhile)."""
+    import io
+
+    from toonvision.workspace import write_bytes_atomic
+
+    buf = io.BytesIO()
+    np.savez(buf, *result.weights)
+    write_bytes_atomic(pending_path(out, result.run, result.config), buf.getvalue())
+
+
+def load_pending(out: Path, result: RunResult) -> list[np.ndarray] | None:
+    path = pending_path(out, result.run, result.config)
+    if not path.exists():
+        return None
+    with np.load(path) as data:
+        return [data[f"arr_{i}"] for i in range(len(data.files))]
+
+
 def load_results(out: Path) -> list[RunResult]:
     results = []
     for path in sorted((out / RESULTS).glob("run*.json")):
@@ -186,8 +210,9 @@ class Keeper:
                 loss, acc = result.test.get("loss", float("inf")), result.test.get("accuracy", -1.0)
                 if loss < best.loss and acc > best.accuracy:
                     self.best[n] = Best(loss, acc, result.run)
-                    if result.weights is not None:
-                        self._save(n, result)
+                    weights = result.weights if result.weights is not None else load_pending(self.out, result)
+                    if weights is not None:
+                        self._save(n, result, weights)
                     messages.append(f"run {result.run}: new best {n} (test loss {loss:.4f}, accuracy {acc:.4f})")
             self.next_run += 1
             write_json(
@@ -195,12 +220,12 @@ class Keeper:
             )
         return messages
 
-    def _save(self, name: str, result: RunResult) -> None:
+    def _save(self, name: str, result: RunResult, weights: list[np.ndarray]) -> None:
         from toonvision.training import build, save_model
 
         cfg = next(c for c in self.exp.configs if c.name == name)
         model = build(replace(cfg, seed=result.seed))
-        model.set_weights(result.weights)
+        model.set_weights(weights)
         folder = self.out / "best"
         folder.mkdir(parents=True, exist_ok=True)
         save_model(model, folder / f"{name.replace(':', '-')}.keras")
@@ -283,6 +308,7 @@ def run_experiment(
             pool.submit(lambda actor, j: actor.run.remote(x_ref, y_ref, meta, j), job)
         while pool.has_next():
             result: RunResult = pool.get_next_unordered()
+            save_pending(out, result)  # weights first: a result on disk always has them until judged
             write_json(result_path(out, result.run, result.config), result.to_dict())
             messages = keeper.offer(result)
             if on_result:

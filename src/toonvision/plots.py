@@ -24,6 +24,13 @@ def _pyplot():
     return plt
 
 
+def _integer_epochs(*axes) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _save(fig, path: Path) -> Path:
     import io
 
@@ -209,6 +216,7 @@ def plot_history(history: dict[str, list[float]], path: Path, title: str = "") -
             best = (min if metric == "loss" else max)(range(len(epochs)), key=lambda i: history[f"val_{metric}"][i])
             ax.axvline(best + 1, color="#999999", linestyle=":", linewidth=1)
         ax.set_xlabel("epoch")
+        _integer_epochs(ax)
         ax.set_ylabel(metric)
         ax.set_title(metric.capitalize())
         ax.grid(alpha=0.3)
@@ -238,6 +246,7 @@ def plot_histories(runs: dict[str, list[dict[str, list[float]]]], path: Path, ti
             ax.plot(epochs, stack.mean(axis=0), color=color, linewidth=2.5, label=f"{name} (mean of {len(stack)})")
         ax.set_title(panel_title)
         ax.set_xlabel("epoch")
+        _integer_epochs(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         if "loss" in key:
@@ -285,6 +294,7 @@ def plot_optimizers(histories: dict[str, dict[str, list[float]]], path: Path, ti
                 ax.plot(range(1, len(history[key]) + 1), history[key], color=cmap(i), label=name, linewidth=1.8)
         ax.set_title(panel_title)
         ax.set_xlabel("epoch")
+        _integer_epochs(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, ncol=2)
     if title:

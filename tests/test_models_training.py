@@ -1,0 +1,176 @@
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import run_cli, toy_crops
+from toonvision.datasets import find_samples, load_task
+from toonvision.models import REGISTRY, create_model
+from toonvision.splitting import plan_split
+from toonvision.training import OPTIMIZERS, TrainConfig, build_optimizer, fit, preset, step_schedule
+
+keras = pytest.importorskip("keras")
+
+
+def test_seed_model_is_the_specs_exactly():
+    model = create_model("seed", "binary")
+    assert model.count_params() == 25_537
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["InputLayer", "Rescaling", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D",
+                     "Conv2D", "MaxPooling2D", "Flatten", "Dense"]
+    assert tuple(model.layers[-2].output.shape[1:]) == (11_200,)
+    with_extras = create_model("seed", "binary", augment=True, dropout=0.9)
+    assert with_extras.count_params() == 25_537
+    kinds = [type(layer).__name__ for layer in with_extras.layers]
+    assert kinds[1] == "Sequential" and kinds[-2] == "Dropout"
+    aug = [type(layer).__name__ for layer in with_extras.layers[1].layers]
+    assert aug == ["RandomFlip", "RandomRotation", "RandomZoom"]
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_architecture_builds_for_every_task(name):
+    x = np.zeros((2, 600, 200, 3), dtype="uint8")
+    for task, units in (("binary", 1), ("suit", 4), ("name", 32)):
+        model = create_model(name, task, dropout=0.3)
+        out = np.asarray(model(x, training=False))
+        assert out.shape == (2, units)
+        if units > 1:
+            assert np.allclose(out.sum(axis=1), 1, atol=1e-5)
+
+
+def test_augmentation_changes_training_inputs_only():
+    model = create_model("seed", "binary", augment=True, seed=1)
+    aug = model.layers[1]
+    x = np.random.default_rng(0).integers(0, 255, (4, 600, 200, 3)).astype("float32")
+    assert np.allclose(np.asarray(aug(x, training=False)), x)
+    assert not np.allclose(np.asarray(aug(x, training=True)), x)
+
+
+def test_optimizers_and_schedules():
+    for name, cls in OPTIMIZERS.items():
+        assert type(build_optimizer(TrainConfig(optimizer=name))).__name__ == cls
+    opt = build_optimizer(TrainConfig(lr=1e-3, decay=1e-2))
+    schedule = opt.learning_rate if callable(opt.learning_rate) else opt._learning_rate
+    assert float(schedule(100)) == pytest.approx(1e-3 / (1 + 1e-2 * 100))
+    sched = step_schedule(TrainConfig(lr=1e-3, lr_step_every=10, lr_step_factor=0.1))
+    assert [sched(e, 0) for e in (0, 9, 10, 25)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-5])
+    assert preset("optimized").dropout == 0.9 and preset("optimized").augment
+    assert preset("optimized:padded").model == "padded"
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        TrainConfig(optimizer="lion").validate()
+
+
+def test_fit_learns_and_is_reproducible(ws):
+    toy_crops(ws, per_label=8)
+    data = load_task(find_samples(ws), "binary")
+    parts = data.by_plan(plan_split(data.samples, seed=0))
+    cfg = TrainConfig(epochs=4, seed=3, lr=3e-3)
+    a = fit(cfg, parts["train"], parts["validate"], parts["test"])
+    b = fit(cfg, parts["train"], parts["validate"], parts["test"])
+    assert a.history["loss"] == pytest.approx(b.history["loss"], rel=1e-4)
+    assert a.history["loss"][-1] < a.history["loss"][0]
+    assert set(a.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    suits = load_task(find_samples(ws), "suit")
+    assert set(suits.y) == {0, 1, 2, 3} and len(suits.y) == 32
+    weighted = fit(TrainConfig(task="suit", epochs=1, class_weight="balanced"), suits, suits, suits)
+    assert "accuracy" in weighted.test
+
+
+def test_pad_keeps_aspect_ratio(tmp_path):
+    from toonvision.datasets import load_image
+
+    Image.new("RGB", (100, 100), (255, 0, 0)).save(tmp_path / "sq.png")
+    padded = load_image(tmp_path / "sq.png", pad=True)
+    stretched = load_image(tmp_path / "sq.png")
+    assert padded.shape == stretched.shape == (600, 200, 3)
+    assert (padded[0, 0] == 0).all() and (padded[300, 100] == (255, 0, 0)).all()
+    assert (stretched == (255, 0, 0)).all()
+
+
+def test_train_and_evaluate_from_the_cli(ws):
+    toy_crops(ws, per_label=6)
+    result = run_cli("train", "--root", str(ws.root), "--epochs", "2", "--split-seed", "1", "--name", "t",
+                     "--augment", "--dropout", "0.5", "--lr-step-every", "1")
+    assert result.returncode == 0, result.stderr
+    run = ws.runs / "train" / "binary-t"
+    for name in ("model.keras", "history.json", "config.json", "metrics.json", "split.json", "history.png"):
+        assert (run / name).stat().st_size > 0, name
+    assert len(json.loads((run / "history.json").read_text())["loss"]) == 2
+    config = json.loads((run / "config.json").read_text())
+    assert config["augment"] and config["dropout"] == 0.5 and config["split"] == "seed 1"
+    ev = run_cli("evaluate", str(run), "--root", str(ws.root))
+    assert ev.returncode == 0, ev.stderr
+    out = run / "evaluate"
+    for name in ("confusion.png", "wrong_predictions.png", "evaluation.json"):
+        assert (out / name).stat().st_size > 0
+    report = json.loads((out / "evaluation.json").read_text())
+    assert report["classes"] == ["cog", "toon"] and np.array(report["confusion"]).sum() == report["test"]["n"]
+    bad = run_cli("evaluate", str(ws.root / "nope.keras"), "--root", str(ws.root))
+    assert bad.returncode == 2 and "does not exist" in bad.stderr
+
+
+def test_models_verb_lists_and_draws(ws):
+    listing = run_cli("models")
+    assert listing.returncode == 0 and "25,537" in listing.stdout and "padded" in listing.stdout
+    shown = run_cli("models", "seed", "--root", str(ws.root))
+    assert shown.returncode == 0 and "Total params: 25,537" in shown.stdout
+    with Image.open(ws.reports / "model_seed_binary.png") as img:
+        assert img.size[0] > 600
+    assert run_cli("models", "resnet").returncode == 2
+
+
+def test_optimizers_verb(ws):
+    toy_crops(ws, per_label=4)
+    result = run_cli("optimizers", "--root", str(ws.root), "--epochs", "1", "--only", "adam", "--only", "sgd")
+    assert result.returncode == 0, result.stderr
+    out = ws.runs / "optimizers" / "binary-seed"
+    assert (out / "optimizers.png").stat().st_size > 0
+    assert set(json.loads((out / "histories.json").read_text())["histories"]) == {"Adam", "SGD"}
+
+
+def _results(folder):
+    return sorted(p.name for p in (folder / "results").glob("*.json"))
+
+
+def test_compare_through_ray_resumes_after_a_kill(ws):
+    toy_crops(ws, per_label=6)
+    args = [sys.executable, "-m", "toonvision.cli", "compare", "--root", str(ws.root), "--epochs", "2",
+            "--name", "exp"]
+    out = ws.runs / "compare" / "exp"
+    proc = subprocess.Popen([*args, "--runs", "3"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and len(_results(out) if out.exists() else []) < 1:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = _results(out)
+    assert 1 <= len(first) < 6, "the comparison should have been killed part-way"
+    stamps = {n: (out / "results" / n).read_bytes() for n in first}
+    # The killed driver's local Ray processes: stop them as a user would after a crash.
+    subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True)
+    done = subprocess.run([*args, "--runs", "3"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert len(_results(out)) == 6
+    assert all((out / "results" / n).read_bytes() == stamps[n] for n in first)  # finished runs kept
+    for name in ("history.png", "boxplots.png", "summary.md", "summary.json", "best.json"):
+        assert (out / name).stat().st_size > 0, name
+    assert sorted(p.name for p in (out / "best").glob("*.keras")) == ["baseline.keras", "optimized.keras"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["summary"]["baseline"]["accuracy"]["n"] == 3
+    assert {t["metric"] for t in summary["tests"]} == {"accuracy", "loss"}
+    assert "Mann-Whitney" in (out / "summary.md").read_text()
+    # Same seeds give the same numbers, whichever worker trained them: run 0 again in a fresh experiment.
+    again = subprocess.run([*args[:-2], "--name", "again", "--runs", "1", "--config", "baseline"],
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    r1 = json.loads((out / "results" / "run0000_baseline.json").read_text())
+    r2 = json.loads((ws.runs / "compare" / "again" / "results" / "run0000_baseline.json").read_text())
+    assert r1["test"]["loss"] == pytest.approx(r2["test"]["loss"], rel=1e-5)
+    mismatch = subprocess.run([*args, "--runs", "3", "--config", "optimized"], capture_output=True, text=True)
+    assert mismatch.returncode == 2 and "other settings" in mismatch.stderr
