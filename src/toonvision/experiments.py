@@ -194,6 +194,7 @@ class Keeper:
         self.next_run = state.get("next_run", 0)
         self.best = {name: Best(**b) for name, b in state.get("best", {}).items()}
         self.pending: dict[tuple[int, str], RunResult] = {}
+        self.plans: list[dict] = []  # each run's split, saved beside a kept model for evaluation
 
     def offer(self, result: RunResult) -> list[str]:
         """Take one result; returns messages about models kept."""
@@ -228,8 +229,11 @@ class Keeper:
         model.set_weights(weights)
         folder = self.out / "best"
         folder.mkdir(parents=True, exist_ok=True)
-        save_model(model, folder / f"{name.replace(':', '-')}.keras")
-        write_json(folder / f"{name.replace(':', '-')}.json", {**result.to_dict(), "config": cfg.to_dict()})
+        stem = name.replace(":", "-")
+        save_model(model, folder / f"{stem}.keras")
+        write_json(folder / f"{stem}.json", {**result.to_dict(), "config": replace(cfg, seed=result.seed).to_dict()})
+        if result.run < len(self.plans):
+            write_json(folder / f"{stem}.split.json", self.plans[result.run])
 
 
 def _start_ray(address: str | None, workers: int, threads: int):
@@ -289,6 +293,7 @@ def run_experiment(
         on_start(total, total - len(jobs))
 
     keeper = Keeper(out, exp)
+    keeper.plans = run_plans
     # Results already on disk from an earlier, interrupted session: feed them back in run order so the
     # keeper's state catches up (their weights are gone, so an older best stays the best on disk).
     for old in load_results(out):
