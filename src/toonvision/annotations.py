@@ -318,10 +318,10 @@ def find_annotation(image: Path) -> AnnotationFile | None:
         siblings = {p.name: p for p in image.parent.iterdir()}
     except OSError:
         return None
-    return _pick_annotation(image, siblings)
+    return pick_annotation(image, siblings)
 
 
-def _pick_annotation(image: Path, siblings: dict[str, Path]) -> AnnotationFile | None:
+def pick_annotation(image: Path, siblings: dict[str, Path]) -> AnnotationFile | None:
     by_suffix: dict[str, Path] = {}
     for name, p in siblings.items():
         stem, dot, suffix = name.rpartition(".")

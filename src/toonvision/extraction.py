@@ -29,7 +29,7 @@ from toonvision.annotations import (
     AnnotationError,
     AnnotationFile,
     Box,
-    _pick_annotation,
+    pick_annotation,
     read_annotation,
 )
 from toonvision.datasets import find_samples, max_indexes
@@ -277,7 +277,7 @@ def find_screenshots(
         siblings = listings.get(img.parent)
         if siblings is None:
             siblings = listings[img.parent] = {p.name: p for p in img.parent.iterdir()}
-        ann = _pick_annotation(img, siblings)
+        ann = pick_annotation(img, siblings)
         if ann is not None:
             claimed.add(ann.path)
         rel = img.relative_to(folder).as_posix()
