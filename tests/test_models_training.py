@@ -174,3 +174,26 @@ def test_compare_through_ray_resumes_after_a_kill(ws):
     assert r1["test"]["loss"] == pytest.approx(r2["test"]["loss"], rel=1e-5)
     mismatch = subprocess.run([*args, "--runs", "3", "--config", "optimized"], capture_output=True, text=True)
     assert mismatch.returncode == 2 and "other settings" in mismatch.stderr
+
+
+def test_classifier_api_matches_model_predict(ws):
+    from toonvision import Classifier
+
+    toy_crops(ws, per_label=4)
+    result = run_cli("train", "--root", str(ws.root), "--epochs", "1", "--split-seed", "0", "--name", "c")
+    assert result.returncode == 0, result.stderr
+    clf = Classifier.load(ws.runs / "train" / "binary-c")
+    assert clf.task == "binary" and clf.classes == ["cog", "toon"]
+    crops = sorted(ws.unsorted.rglob("*.png"))[:5]
+    one = clf.predict(crops[0])
+    label, confidence = one
+    assert label in ("cog", "toon") and 0.5 <= confidence <= 1
+    batch = clf.predict([Image.open(p) for p in crops])
+    assert batch[0].label == label and len(batch) == 5
+    from toonvision.datasets import load_image
+
+    x = np.stack([load_image(p) for p in crops]).astype("float32")
+    expected = clf.model.predict(x, verbose=0)[:, 0]
+    assert np.allclose([r.probabilities[1] for r in batch], expected, atol=1e-5)
+    with pytest.raises(FileNotFoundError):
+        Classifier.load(ws.root / "missing.keras")

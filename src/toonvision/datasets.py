@@ -103,7 +103,15 @@ IMAGE_SIZE: tuple[int, int] = (600, 200)  # height, width: the spec's image_data
 
 
 def load_image(path: Path, size: tuple[int, int] = IMAGE_SIZE, *, pad: bool = False) -> np.ndarray:
-    """One crop as a uint8 (height, width, 3) array of ``size``.
+    """One crop file as a uint8 (height, width, 3) array of ``size`` (see :func:`fit_image`)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return fit_image(img, size, pad=pad)
+
+
+def fit_image(img, size: tuple[int, int] = IMAGE_SIZE, *, pad: bool = False) -> np.ndarray:
+    """A PIL image as a uint8 (height, width, 3) array of ``size``.
 
     By default the crop is stretched to ``size`` as Keras' ``image_dataset_from_directory`` does (bilinear).
     With ``pad`` it is scaled to fit inside ``size`` keeping its aspect ratio, centred on black.
@@ -111,15 +119,14 @@ def load_image(path: Path, size: tuple[int, int] = IMAGE_SIZE, *, pad: bool = Fa
     from PIL import Image
 
     height, width = size
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        if not pad:
-            return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR))
-        scale = min(width / img.width, height / img.height)
-        new = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-        canvas = Image.new("RGB", (width, height))
-        canvas.paste(img.resize(new, Image.Resampling.BILINEAR), ((width - new[0]) // 2, (height - new[1]) // 2))
-        return np.asarray(canvas)
+    img = img.convert("RGB")
+    if not pad:
+        return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR))
+    scale = min(width / img.width, height / img.height)
+    new = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    canvas = Image.new("RGB", (width, height))
+    canvas.paste(img.resize(new, Image.Resampling.BILINEAR), ((width - new[0]) // 2, (height - new[1]) // 2))
+    return np.asarray(canvas)
 
 
 def load_images(
