@@ -197,3 +197,33 @@ def test_classifier_api_matches_model_predict(ws):
     assert np.allclose([r.probabilities[1] for r in batch], expected, atol=1e-5)
     with pytest.raises(FileNotFoundError):
         Classifier.load(ws.root / "missing.keras")
+
+
+def test_predict_on_a_screenshot_with_boxes(ws):
+    from conftest import add_screenshot
+
+    toy_crops(ws, per_label=4)
+    for task in ("binary", "suit"):
+        r = run_cli("train", "--root", str(ws.root), "--epochs", "1", "--split-seed", "0", "--task", task)
+        assert r.returncode == 0, r.stderr
+    shot, _ = add_screenshot(ws, "ttc_9.png", [("cog_bb_flunky", 10, 10, 60, 150), ("toon_cat", 100, 20, 150, 200)])
+    result = run_cli("predict", str(shot), "--root", str(ws.root), "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert set(out["models"]) == {"binary", "suit"}
+    preds = out["predictions"]
+    assert len(preds) == 2 and [p["true_label"] for p in preds] == ["cog_bb_flunky", "toon_cat"]
+    for p in preds:
+        assert p["kind"] in ("cog", "toon")
+        assert p["suit"] in (None, "bb", "lb", "cb", "sb")
+    table = run_cli("predict", str(shot), "--root", str(ws.root))
+    assert table.returncode == 0 and "Predictions" in table.stdout
+    assert len(list((ws.runs / "predict").rglob("*.predicted.png"))) == 1
+    boxes = ws.root / "boxes.json"
+    boxes.write_text("[[10, 10, 60, 150]]")
+    crop_only = run_cli("predict", str(shot), "--boxes", str(boxes), "--root", str(ws.root), "--json")
+    assert len(json.loads(crop_only.stdout)["predictions"]) == 1
+    folder = run_cli("predict", str(ws.unsorted_dir("toon")), "--root", str(ws.root), "--json")
+    assert len(json.loads(folder.stdout)["predictions"]) == 8
+    missing = run_cli("predict", str(ws.root / "nope.png"), "--root", str(ws.root))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr

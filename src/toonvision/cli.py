@@ -758,6 +758,89 @@ def write_evaluation(ev, data, out: Path, *, top: int = 32, title: str = "") -> 
     }
 
 
+# --- predict ---
+
+
+@app.command()
+def predict(
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Crops, folders of crops, or screenshots with an annotation beside them.")
+    ],
+    root: Root = Path("img"),
+    model: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Models to use (run folders or .keras files, repeatable); default: the workspace's best per task."
+        ),
+    ] = None,
+    boxes: Annotated[
+        Path | None, typer.Option(help="A JSON list of boxes [xmin, ymin, xmax, ymax] for the screenshot.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the predictions as JSON (for programs).")] = False,
+) -> None:
+    """Classify what is on screen: for each box, Cog or Toon, and for Cogs the suit and the name.
+
+    For a screenshot, the boxes come from its labelImg annotation (any format) or from --boxes; an
+    annotated copy with each box, its predicted label and confidence (in suit and Toon colours) is written
+    to <root>/runs/predict/. Crops and folders of crops are classified whole.
+    """
+    _quiet_tensorflow()
+    import json
+
+    from toonvision.inference import Classifier
+    from toonvision.prediction import annotate, collect_targets, find_best_models, predict_targets
+    from toonvision.training import new_run_dir
+
+    ws = _workspace(root)
+    try:
+        targets = collect_targets(inputs, boxes)
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    if boxes is not None and len(targets) != 1:
+        raise fail("--boxes goes with exactly one screenshot")
+    try:
+        if model:
+            classifiers = {}
+            for path in model:
+                clf = Classifier.load(path)
+                classifiers[clf.task] = clf
+            sources = {t: str(p) for t, p in zip(classifiers, model, strict=True)}
+        else:
+            best = find_best_models(ws.runs)
+            if "binary" not in best:
+                raise fail(f"no trained binary model in {ws.runs}: run 'toonvision train' or give --model")
+            classifiers = {t: Classifier.load(p) for t, p in best.items()}
+            sources = {t: str(p) for t, p in best.items()}
+        predict_targets(targets, classifiers)
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        print(
+            json.dumps(
+                {"models": sources, "predictions": [p.to_dict() for t in targets for p in t.predictions]}, indent=2
+            )
+        )
+        return
+    header("predict", root=root, **{f"model_{t}": p for t, p in sources.items()})
+    table = Table("image", "box", "prediction", "confidence", "true label", title="Predictions")
+    for t in targets:
+        for p in t.predictions:
+            conf = p.name_confidence if p.name else p.kind_confidence
+            table.add_row(
+                t.image.name,
+                " ".join(map(str, p.box)) if p.box else "whole",
+                p.label,
+                f"{conf:.3f}",
+                p.true_label or "",
+            )
+    console.print(table)
+    screenshots = [t for t in targets if t.boxes is not None and t.predictions]
+    if screenshots:
+        out = new_run_dir(ws.runs / "predict", screenshots[0].image.stem if len(screenshots) == 1 else "batch")
+        for t in screenshots:
+            console.print(f"wrote {annotate(t, out / f'{t.image.stem}.predicted.png')}")
+
+
 # --- demo ---
 
 
