@@ -511,7 +511,7 @@ def optimizers(
     header("optimizers", root=root, task=task, model=model, epochs=epochs, lr=lr, seed=seed, optimizers=",".join(names))
     ws = _workspace(root)
     try:
-        data = load_task(find_samples(ws), task)
+        data = load_task(find_samples(ws), task, ws=ws)
     except ValueError as exc:
         raise fail(f"{exc}: run 'toonvision extract' first") from None
     plan, _ = resolve_split(data.samples, None)
@@ -692,7 +692,7 @@ def evaluate(
     from toonvision.datasets import find_samples, load_task
 
     ws = _workspace(root)
-    data = load_task(find_samples(ws), task, pad=cfg.get("pad", False))
+    data = load_task(find_samples(ws), task, pad=cfg.get("pad", False), ws=ws)
     split_of = read_json(split_file) if split_file.exists() else None
     ev = evaluate_model(model, data, task, split_of)
     out = (run_dir or model_file.parent) / "evaluate"

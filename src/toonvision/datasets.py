@@ -188,12 +188,24 @@ def task_samples(samples: Sequence[Sample], task: str) -> list[tuple[Sample, int
 
 
 def load_task(
-    samples: Sequence[Sample], task: str, size: tuple[int, int] = IMAGE_SIZE, *, pad: bool = False
+    samples: Sequence[Sample],
+    task: str,
+    size: tuple[int, int] = IMAGE_SIZE,
+    *,
+    pad: bool = False,
+    ws: Workspace | None = None,
 ) -> TaskData:
+    """The task's crops decoded to arrays; with ``ws``, through the workspace's pixel cache."""
     pairs = task_samples(samples, task)
     if not pairs:
         raise ValueError(f"no crops for the {task!r} task")
-    x = load_images([s.path for s, _ in pairs], size, pad=pad)
+    paths = [s.path for s, _ in pairs]
+    if ws is not None:
+        from toonvision.cache import PixelCache
+
+        x = PixelCache.for_workspace(ws, size, pad).load(paths)
+    else:
+        x = load_images(paths, size, pad=pad)
     y = np.array([t for _, t in pairs], dtype=np.int32)
     return TaskData(task, x, y, [s for s, _ in pairs])
 

@@ -274,7 +274,7 @@ def run_experiment(
     write_json(out / "experiment.json", {**_normalise(exp.identity()), "runs": exp.total_runs()})
 
     samples = find_samples(ws)
-    data = load_task(samples, exp.task, pad=exp.pad)
+    data = load_task(samples, exp.task, pad=exp.pad, ws=ws)
     run_plans = plans(exp, data.samples)
     done = {(r.run, r.config) for r in load_results(out)}
     jobs = []

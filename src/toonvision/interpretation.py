@@ -170,6 +170,7 @@ class CamResult:
     classes: np.ndarray  # the class each map explains, per crop
     outputs: np.ndarray  # the model's outputs (N, units)
     layer: str
+    geometry: Geometry | None = None  # where the CAM layer's grid sits on the crop
     maps: dict[str, np.ndarray] = field(default_factory=dict)
     coarse: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -300,7 +301,8 @@ class Explainer:
             outputs.append(o)
         a, g, out = np.concatenate(features), np.concatenate(grads), np.concatenate(outputs)
         classes = self._target_classes(class_index, out)
-        result = CamResult(classes, out, self.cam_layer.name)
+        geometry = layer_geometry(self.model, self.cam_layer.name)
+        result = CamResult(classes, out, self.cam_layer.name, geometry)
         size = images.shape[1:3]
         for method in methods:
             if method == "gradcam":
@@ -308,9 +310,9 @@ class Explainer:
             elif method == "gradcam++":
                 coarse = grad_cam_plus_plus(a, g)
             else:
-                coarse = self._score_cam(images, a, classes)
+                coarse = self._score_cam(images, a, classes, geometry)
             result.coarse[method] = coarse
-            result.maps[method] = upsample(coarse, size)
+            result.maps[method] = upsample(coarse, size, geometry)
         return result
 
     def _target_classes(self, class_index: int | Sequence[int] | None, outputs: np.ndarray) -> np.ndarray:
@@ -347,7 +349,9 @@ class Explainer:
 
         return _feature_gradients(self._grad_model, batch, score)
 
-    def _score_cam(self, images: np.ndarray, features: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    def _score_cam(
+        self, images: np.ndarray, features: np.ndarray, classes: np.ndarray, geometry: Geometry
+    ) -> np.ndarray:
         """Score-CAM (Wang et al. 2020): each feature map, upsampled and scaled to [0, 1], masks the crop;
         its weight is how much the masked crop alone raises the class probability over a black crop."""
         n, h, w, k = features.shape
@@ -359,7 +363,7 @@ class Explainer:
             lo = acts.reshape(k, -1).min(axis=1)[:, None, None]
             hi = acts.reshape(k, -1).max(axis=1)[:, None, None]
             live = (hi - lo)[:, 0, 0] > 1e-12  # a flat map masks nothing and carries no evidence
-            masks = upsample(np.where(hi > lo, (acts - lo) / np.maximum(hi - lo, 1e-12), 0.0), size)
+            masks = upsample(np.where(hi > lo, (acts - lo) / np.maximum(hi - lo, 1e-12), 0.0), size, geometry)
             weights = np.zeros(k, "float32")
             idx = np.flatnonzero(live)
             if idx.size:
@@ -381,34 +385,35 @@ class Explainer:
         on_step: Callable[[int], None] | None = None,
     ) -> FilterPatterns:
         """For each filter of convolution layer ``layer_name``, the input that maximally activates it:
-        gradient ascent from grey noise on the mean activation away from the borders (Chollet's method).
+        gradient ascent from noise on the mean activation away from the borders (Chollet's method).
 
         The ascent runs on a small square canvas, a few receptive fields wide, through the same layers (so
         the same weights), which is many times faster than the full 600x200 input and shows the pattern at
-        a readable scale. ``on_step`` is called with the number of steps done (for a progress bar), once
-        per step of each batch of filters.
+        a readable scale. A ReLU filter that is zero on grey noise has no gradient to climb, so each filter
+        starts from the first of a few noises of growing contrast it responds to; filters that respond to
+        none are reported as silent. ``on_step`` is called after every step of every batch of filters.
         """
         layer = self.layer(layer_name, conv=True)
-        rf = receptive_field(self.model, layer.name)
+        geometry = layer_geometry(self.model, layer.name)
+        rf = max(geometry.rf)
         height, width = (int(v) for v in _single_input(self.model).shape[1:3])
         canvas = min(max(2 * rf + 32, 64), 200, height, width)
         extractor, (ch, cw) = _feature_extractor(self.model, layer, canvas)
         n = int(_output_shape(layer)[-1])
         rng = np.random.default_rng(seed)
-        patterns, activation, silent = [], [], []
-        for start in range(0, n, batch_size):
-            chans = np.arange(start, min(n, start + batch_size))
-            x0 = 128.0 + rng.uniform(-20, 20, (len(chans), ch, cw, 3)).astype("float32")
+        patterns, starts, activation, silent = [], [], [], []
+        for first in range(0, n, batch_size):
+            chans = np.arange(first, min(n, first + batch_size))
+            x0 = _starting_noise(extractor, chans, (ch, cw), rng)
             x, act, moved = _gradient_ascent(extractor, x0, chans, steps, step_size, on_step)
             patterns.append(x)
+            starts.append(x0)
             activation.append(act)
             silent.append(~moved)
-        images = np.concatenate(patterns)
-        if (ch, cw) == (canvas, canvas):
-            margin = max(1, canvas // 16)  # border pixels barely reach the optimised interior: trim them
-            images = images[:, margin:-margin, margin:-margin]
-        else:
-            images = _centre_crop(images, canvas)  # ran on the full input: show a canvas-sized window
+        images, begun = np.concatenate(patterns), np.concatenate(starts)
+        if (ch, cw) != (canvas, canvas):
+            images, begun = _centre_crop(images, canvas), _centre_crop(begun, canvas)
+        images = _crop_to_change(images, begun)
         return FilterPatterns(
             layer.name,
             _display_patterns(images),
@@ -418,6 +423,47 @@ class Explainer:
             images.shape[1],
             steps,
         )
+
+
+def _starting_noise(extractor: keras.Model, chans: np.ndarray, size: tuple[int, int], rng) -> np.ndarray:
+    """Per filter, grey noise of the lowest contrast it responds to (it needs a response to have a
+    gradient); grey noise for filters that respond to none."""
+    shape = (len(chans), *size, 3)
+    chosen = 128.0 + rng.uniform(-20, 20, shape)
+    pending = np.ones(len(chans), bool)
+    for spread in (20, 60, 128, 128, 128):
+        x = np.clip(128.0 + rng.uniform(-spread, spread, shape), 0, 255)
+        response = _interior_means(np.asarray(extractor(x.astype("float32"), training=False)))[
+            np.arange(len(chans)), chans
+        ]
+        take = pending & (response > 0)
+        chosen[take] = x[take]
+        pending &= ~take
+        if not pending.any():
+            break
+    return chosen.astype("float32")
+
+
+def _interior_means(act: np.ndarray) -> np.ndarray:
+    """Mean activation per image and channel, two units away from the borders (as the ascent's
+    objective)."""
+    h, w = act.shape[1:3]
+    bh, bw = min(2, (h - 1) // 2), min(2, (w - 1) // 2)
+    return act[:, bh : h - bh, bw : w - bw, :].mean(axis=(1, 2))
+
+
+def _crop_to_change(images: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """The square window of the canvas the ascent changed, over all filters: the pixels the optimised
+    units see. Units near the canvas edge are left out of the objective, so a rim stays noise."""
+    changed = np.abs(images - starts).max(axis=(0, 3)) > 1.0
+    if changed.sum() < 16:
+        return images
+    rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+    side = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+    cy, cx = (rows[0] + rows[-1]) // 2, (cols[0] + cols[-1]) // 2
+    top = int(np.clip(cy - side // 2, 0, images.shape[1] - side))
+    left = int(np.clip(cx - side // 2, 0, images.shape[2] - side))
+    return images[:, top : top + side, left : left + side]
 
 
 def default_cam_layer(model: keras.Model) -> keras.layers.Layer:
@@ -439,21 +485,51 @@ def default_cam_layer(model: keras.Model) -> keras.layers.Layer:
     return layers[chosen]
 
 
-def receptive_field(model: keras.Model, layer_name: str) -> int:
-    """Input pixels one unit of ``layer_name`` sees, walking the model's layers in order (exact for the
-    chains in the registry; a generous estimate for branching models)."""
-    rf, jump = 1, 1
+@dataclass(frozen=True)
+class Geometry:
+    """Where a layer's feature grid sits on the input, per axis (height, width): unit i of the grid is
+    centred on input pixel ``start + i * jump`` and sees ``rf`` pixels."""
+
+    rf: tuple[int, int]
+    jump: tuple[int, int]
+    start: tuple[float, float]
+
+
+def layer_geometry(model: keras.Model, layer_name: str) -> Geometry:
+    """Receptive field, stride and offset of ``layer_name``'s units, walking the model's layers in order
+    (exact for the chains in the registry, valid or same padding; an estimate for branching models)."""
+    rf, jump, start = [1, 1], [1, 1], [0.0, 0.0]
     for layer in model.layers:
         kernel = getattr(layer, "kernel_size", None) or getattr(layer, "pool_size", None)
         if kernel is not None:
             strides = getattr(layer, "strides", None) or kernel
-            dilation = getattr(layer, "dilation_rate", (1, 1)) or (1, 1)
-            k, s, d = _first(kernel), _first(strides), _first(dilation)
-            rf += (k - 1) * d * jump
-            jump *= s
+            dilation = getattr(layer, "dilation_rate", None) or (1, 1)
+            same = getattr(layer, "padding", "valid") == "same"
+            size = _input_shape(layer)
+            for axis in (0, 1):
+                k = (_axis(kernel, axis) - 1) * _axis(dilation, axis) + 1
+                s = _axis(strides, axis)
+                pad = 0
+                if same and size:
+                    n = size[1 + axis] or 0
+                    pad = max(k - (s if n % s == 0 else n % s), 0) // 2  # TensorFlow puts the odd pixel last
+                start[axis] += ((k - 1) / 2 - pad) * jump[axis]
+                rf[axis] += (k - 1) * jump[axis]
+                jump[axis] *= s
         if layer.name == layer_name:
             break
-    return int(rf)
+    return Geometry((rf[0], rf[1]), (jump[0], jump[1]), (start[0], start[1]))
+
+
+def _axis(value: Any, axis: int) -> int:
+    return int(value[axis] if isinstance(value, list | tuple) else value)
+
+
+def _input_shape(layer: Any) -> tuple:
+    try:
+        return tuple(layer.input.shape)
+    except (AttributeError, ValueError):
+        return ()
 
 
 # --- heatmap arithmetic (numpy) ------------------------------------------------------------------------------
@@ -501,16 +577,30 @@ def class_scores(logits: Any, probs: Any, targets: Any, units: int) -> Any:
     return ops.sum(source * ops.one_hot(targets, units), axis=-1)
 
 
-def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(N, h, w) maps stretched bilinearly over an input of ``size`` (height, width), as Chollet's
-    heatmaps are: the feature grid covers the whole crop."""
-    from PIL import Image
+def upsample(maps: np.ndarray, size: tuple[int, int], geometry: Geometry | None = None) -> np.ndarray:
+    """(N, h, w) maps interpolated bilinearly over an input of ``size`` (height, width).
 
+    With ``geometry`` each cell lands on the centre of its receptive field: a valid-padded network's grid
+    covers a shrunken, offset window of the crop, and stretching it over the whole crop, as Chollet's
+    recipe does, shifts the heatmap by up to a cell towards the edges. Without it, the map is stretched.
+    """
+    h, w = maps.shape[1:]
     height, width = int(size[0]), int(size[1])
-    out = np.empty((len(maps), height, width), "float32")
-    for i, m in enumerate(maps):
-        out[i] = np.asarray(Image.fromarray(m.astype("float32"), mode="F").resize((width, height), Image.BILINEAR))
-    return out
+    if geometry is None:
+        fy = (np.arange(height) + 0.5) * h / height - 0.5
+        fx = (np.arange(width) + 0.5) * w / width - 0.5
+    else:
+        start, jump = geometry.start, geometry.jump
+        fy = (np.arange(height) - start[0]) / jump[0]
+        fx = (np.arange(width) - start[1]) / jump[1]
+    fy, fx = np.clip(fy, 0, h - 1), np.clip(fx, 0, w - 1)  # beyond the outermost centres: hold the edge value
+    y0, x0 = np.floor(fy).astype(int), np.floor(fx).astype(int)
+    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+    wy, wx = (fy - y0)[None, :, None], (fx - x0)[None, None, :]
+    m = maps.astype("float32")
+    top = m[:, y0][:, :, x0] * (1 - wx) + m[:, y0][:, :, x1] * wx
+    bottom = m[:, y1][:, :, x0] * (1 - wx) + m[:, y1][:, :, x1] * wx
+    return (top * (1 - wy) + bottom * wy).astype("float32")
 
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
@@ -650,7 +740,7 @@ def _gradient_ascent(
     (clipped to valid pixels), the final activations, and whether each image moved at all."""
     import tensorflow as tf
 
-    x = tf.Variable(x0)
+    x = tf.Variable(x0)  # each image's own channel: see _starting_noise for why starts differ
     n_channels = int(extractor.output.shape[-1])
     select = tf.one_hot(channels, n_channels)  # image i maximises channel channels[i]
 
@@ -798,10 +888,14 @@ def plot_cams(
     axes[0].set_title("crop", fontsize=9)
     reference = methods[0]
     mappable = None
+    extent = _grid_extent(result, (h, w))
     for j, method in enumerate(methods):
         heat, full = result.coarse[method][index], result.maps[method][index]
         ax_h, ax_o = axes[1 + 2 * j], axes[2 + 2 * j]
-        mappable = ax_h.imshow(heat, cmap=HEATMAP_CMAP, vmin=0, vmax=1, extent=(0, w, h, 0), interpolation="nearest")
+        mappable = ax_h.imshow(heat, cmap=HEATMAP_CMAP, vmin=0, vmax=1, extent=extent, interpolation="nearest")
+        ax_h.set_xlim(-0.5, w - 0.5)
+        ax_h.set_ylim(h - 0.5, -0.5)
+        ax_h.set_facecolor("#d9d9d9")  # crop pixels no unit is centred over (valid padding) stay grey
         name = METHOD_TITLES[method]
         note = ""
         if heat.max() <= 0:
@@ -817,6 +911,17 @@ def plot_cams(
         fig.colorbar(mappable, ax=list(axes), shrink=0.6, label="class evidence (0..1)", pad=0.01)
     fig.suptitle(title, fontsize=11)
     return _save(fig, path)
+
+
+def _grid_extent(result: CamResult, size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """imshow extent (left, right, bottom, top) that puts each cell of the CAM grid over its receptive
+    field's centre on the crop."""
+    gh, gw = next(iter(result.coarse.values())).shape[1:]
+    g = result.geometry
+    if g is None:
+        return (-0.5, size[1] - 0.5, size[0] - 0.5, -0.5)
+    (sy, sx), (jy, jx) = g.start, g.jump
+    return (sx - jx / 2, sx + (gw - 0.5) * jx, sy + (gh - 0.5) * jy, sy - jy / 2)
 
 
 @dataclass
@@ -1124,6 +1229,7 @@ __all__ = [
     "ExplainError",
     "Explainer",
     "FilterPatterns",
+    "Geometry",
     "LayerActivation",
     "ModelRun",
     "agreement",
@@ -1132,6 +1238,7 @@ __all__ = [
     "find_crops",
     "grad_cam",
     "grad_cam_plus_plus",
+    "layer_geometry",
     "load_crop",
     "load_model",
     "overlay",
@@ -1139,7 +1246,6 @@ __all__ = [
     "plot_cams",
     "plot_filter_patterns",
     "plot_wrong_cams",
-    "receptive_field",
     "resolve_model",
     "upsample",
     "wrong_predictions",
