@@ -1,0 +1,62 @@
+"""Shared pieces of the benchmarks: a seed-preset workspace, FLOP counts and a matrix-multiply peak."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+DEFAULT_ROOT = Path(os.environ.get("TOONVISION_BENCH_ROOT", Path.home() / ".cache" / "toonvision-bench"))
+
+
+def seed_workspace(root: Path = DEFAULT_ROOT, preset: str = "seed") -> Path:
+    """A workspace holding the synthetic seed preset, extracted and split (made once, then reused)."""
+    from toonvision.datasets import find_samples
+    from toonvision.workspace import Workspace
+
+    ws = Workspace(root)
+    if not (ws.data / "train").exists() or not find_samples(ws):
+        cli = [sys.executable, "-m", "toonvision.cli"]
+        for args in (["synth", "--preset", preset], ["extract", "--move"], ["split"]):
+            print(f"preparing {root}: toonvision {' '.join(args)}", flush=True)
+            subprocess.run([*cli, *args, "--root", str(root)], check=True, stdout=subprocess.DEVNULL)
+    return root
+
+
+def forward_flops(model) -> int:
+    """Multiply-adds x 2 of the convolutions and dense layers for one input (the rest is negligible)."""
+    total = 0
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "Conv2D":
+            kh, kw = layer.kernel_size
+            cin = layer.input.shape[-1]
+            _, h, w, cout = layer.output.shape
+            total += 2 * kh * kw * cin * cout * h * w
+        elif kind == "Dense":
+            total += 2 * layer.input.shape[-1] * layer.units
+    return int(total)
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Float32 matrix-multiply throughput of this machine through TensorFlow (all cores)."""
+    import tensorflow as tf
+
+    a = tf.random.uniform((n, n))
+    b = tf.random.uniform((n, n))
+    tf.matmul(a, b).numpy()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        c = tf.matmul(a, b)
+    c.numpy()
+    seconds = (time.perf_counter() - start) / repeats
+    return 2 * n**3 / seconds / 1e9
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
