@@ -955,9 +955,11 @@ def app_command(name: str):
 
 def _register_optional() -> None:
     """Verbs that live in their own modules (they import heavy libraries only when run)."""
+    from toonvision.interpretation import explain_command
     from toonvision.synth.command import synth
 
     app.command("synth")(synth)
+    app.command("explain")(explain_command)
 
 
 _register_optional()

@@ -29,6 +29,7 @@ its paper.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -365,10 +366,13 @@ class Explainer:
             live = (hi - lo)[:, 0, 0] > 1e-12  # a flat map masks nothing and carries no evidence
             masks = upsample(np.where(hi > lo, (acts - lo) / np.maximum(hi - lo, 1e-12), 0.0), size, geometry)
             weights = np.zeros(k, "float32")
-            idx = np.flatnonzero(live)
-            if idx.size:
-                probs = self.predict(images[i][None] * masks[idx, :, :, None])
-                weights[idx] = class_probability(probs, classes[i]) - class_probability(baseline, classes[i])[0]
+            base = class_probability(baseline, classes[i])[0]
+            live_idx = np.flatnonzero(live)
+            for first in range(0, live_idx.size, 16):
+                # 16 masked crops at a time: all 128 channels of a 600x200 crop at once would take 180 MB.
+                chunk = live_idx[first : first + 16]
+                probs = self.predict(images[i][None] * masks[chunk, :, :, None])
+                weights[chunk] = class_probability(probs, classes[i]) - base
             maps[i] = np.maximum(np.tensordot(weights, acts, axes=1), 0)
         return _normalise(maps)
 
@@ -401,19 +405,19 @@ class Explainer:
         extractor, (ch, cw) = _feature_extractor(self.model, layer, canvas)
         n = int(_output_shape(layer)[-1])
         rng = np.random.default_rng(seed)
-        patterns, starts, activation, silent = [], [], [], []
+        patterns, activation, silent = [], [], []
         for first in range(0, n, batch_size):
             chans = np.arange(first, min(n, first + batch_size))
             x0 = _starting_noise(extractor, chans, (ch, cw), rng)
-            x, act, moved = _gradient_ascent(extractor, x0, chans, steps, step_size, on_step)
+            x, act, fired = _gradient_ascent(extractor, x0, chans, steps, step_size, on_step, seed=seed)
             patterns.append(x)
-            starts.append(x0)
             activation.append(act)
-            silent.append(~moved)
-        images, begun = np.concatenate(patterns), np.concatenate(starts)
-        if (ch, cw) != (canvas, canvas):
-            images, begun = _centre_crop(images, canvas), _centre_crop(begun, canvas)
-        images = _crop_to_change(images, begun)
+            silent.append(~fired)
+        images = np.concatenate(patterns)
+        if (ch, cw) == (canvas, canvas):
+            images = _optimised_window(images, layer_geometry(extractor, layer.name), extractor.output.shape[1:3])
+        else:
+            images = _centre_crop(images, canvas)  # ran on the full input: show a canvas-sized window
         return FilterPatterns(
             layer.name,
             _display_patterns(images),
@@ -452,17 +456,20 @@ def _interior_means(act: np.ndarray) -> np.ndarray:
     return act[:, bh : h - bh, bw : w - bw, :].mean(axis=(1, 2))
 
 
-def _crop_to_change(images: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """The square window of the canvas the ascent changed, over all filters: the pixels the optimised
-    units see. Units near the canvas edge are left out of the objective, so a rim stays noise."""
-    changed = np.abs(images - starts).max(axis=(0, 3)) > 1.0
-    if changed.sum() < 16:
-        return images
-    rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
-    side = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
-    cy, cx = (rows[0] + rows[-1]) // 2, (cols[0] + cols[-1]) // 2
-    top = int(np.clip(cy - side // 2, 0, images.shape[1] - side))
-    left = int(np.clip(cx - side // 2, 0, images.shape[2] - side))
+def _optimised_window(images: np.ndarray, geometry: Geometry, grid: tuple) -> np.ndarray:
+    """The part of the canvas the objective's units see (the interior units' receptive fields); the rest
+    is untouched noise and only wastes the figure's space."""
+    spans = []
+    for axis in (0, 1):
+        n, size = int(grid[axis]), images.shape[1 + axis]
+        border = min(2, (n - 1) // 2)
+        half = (geometry.rf[axis] - 1) / 2
+        lo = geometry.start[axis] + border * geometry.jump[axis] - half
+        hi = geometry.start[axis] + (n - 1 - border) * geometry.jump[axis] + half
+        spans.append((max(0, math.floor(lo)), min(size, math.ceil(hi) + 1)))
+    side = min(b - a for a, b in spans)  # square tiles: the shorter span, centred in the longer
+    (y0, y1), (x0, x1) = spans
+    top, left = y0 + (y1 - y0 - side) // 2, x0 + (x1 - x0 - side) // 2
     return images[:, top : top + side, left : left + side]
 
 
@@ -481,7 +488,9 @@ def default_cam_layer(model: keras.Model) -> keras.layers.Layer:
         out = _output_shape(layers[i])
         if len(out) != 4 or out[1:3] != shape:
             break
-        chosen = i
+        # Dropout is the identity at inference: the layer before it is the same map, with a clearer name.
+        if "Dropout" not in type(layers[i]).__name__:
+            chosen = i
     return layers[chosen]
 
 
@@ -518,6 +527,8 @@ def layer_geometry(model: keras.Model, layer_name: str) -> Geometry:
                 jump[axis] *= s
         if layer.name == layer_name:
             break
+    else:
+        raise ValueError(f"model {model.name} has no layer {layer_name!r}")
     return Geometry((rf[0], rf[1]), (jump[0], jump[1]), (start[0], start[1]))
 
 
@@ -735,38 +746,55 @@ def _gradient_ascent(
     steps: int,
     step_size: float,
     on_step: Callable[[int], None] | None,
+    *,
+    jitter: int = 2,
+    blur_every: int = 4,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Ascend each image of ``x0`` on the mean interior activation of its own channel. Returns the images
-    (clipped to valid pixels), the final activations, and whether each image moved at all."""
+    (clipped to valid pixels), the final activations, and whether each filter ever gave a gradient.
+
+    Two regularisers of Yosinski et al. (2015) keep the patterns legible: the image is shifted by up to
+    ``jitter`` pixels before each step (a max-pool straight after the input otherwise passes gradient to
+    one pixel in four, and the pattern becomes a checkerboard of untouched noise), and blurred slightly
+    every ``blur_every`` steps (high frequencies that excite a filter barely grow, noise fades).
+    """
     import tensorflow as tf
 
     x = tf.Variable(x0)  # each image's own channel: see _starting_noise for why starts differ
+    pull = tf.Variable(tf.zeros(len(x0)))  # largest gradient each image got: 0 means the filter never fired
     n_channels = int(extractor.output.shape[-1])
     select = tf.one_hot(channels, n_channels)  # image i maximises channel channels[i]
+    kernel = np.outer([1.0, 2.0, 1.0], [1.0, 2.0, 1.0]) / 16.0
+    kernel = tf.constant(np.tile(kernel[:, :, None, None], (1, 1, 3, 1)), tf.float32)
 
-    def objective() -> Any:
-        act = extractor(x, training=False)
+    def objective(images: Any) -> Any:
+        act = extractor(images, training=False)
         h, w = act.shape[1], act.shape[2]
         bh, bw = min(2, (h - 1) // 2), min(2, (w - 1) // 2)  # Chollet: ignore border artefacts
         interior = act[:, bh : h - bh, bw : w - bw, :]
         return tf.reduce_sum(tf.reduce_mean(interior, axis=(1, 2)) * select, axis=1)
 
     @tf.function
-    def step() -> None:
+    def step(dy: Any, dx: Any, blur: Any) -> None:
         with tf.GradientTape() as tape:
-            total = tf.reduce_sum(objective())
+            total = tf.reduce_sum(objective(tf.roll(x, shift=[dy, dx], axis=[1, 2])))
         g = tape.gradient(total, x)
         # Normalised steps: each image moves by about step_size grey levels per pixel, whatever its scale.
         rms = tf.sqrt(tf.reduce_mean(tf.square(g), axis=(1, 2, 3), keepdims=True))
+        pull.assign(tf.maximum(pull, rms[:, 0, 0, 0]))
         x.assign(tf.clip_by_value(x + step_size * g / (rms + 1e-8), 0.0, 255.0))
+        if blur:
+            padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
+            x.assign(tf.nn.depthwise_conv2d(padded, kernel, [1, 1, 1, 1], "VALID"))
 
+    rng = np.random.default_rng(seed)
     for i in range(steps):
-        step()
+        dy, dx = (int(v) for v in rng.integers(-jitter, jitter + 1, 2)) if jitter else (0, 0)
+        step(tf.constant(dy), tf.constant(dx), tf.constant(bool(blur_every) and (i + 1) % blur_every == 0))
         if on_step:
             on_step(i + 1)
-    final = np.asarray(x)
-    moved = np.abs(final - x0).reshape(len(x0), -1).max(axis=1) > 1e-3
-    return final, np.asarray(objective()), moved
+    return np.asarray(x), np.asarray(objective(x)), np.asarray(pull) > 0
 
 
 # --- figures -------------------------------------------------------------------------------------------------
@@ -819,8 +847,7 @@ def plot_activations(layers: Sequence[LayerActivation], image: np.ndarray, path:
     ax.imshow(image.astype("uint8"))
     ax.set_title(f"input {image.shape[0]}x{image.shape[1]}", loc="left", fontsize=10)
     ax.axis("off")
-    cmap = plt.get_cmap(ACTIVATION_CMAP).copy()
-    cmap.set_bad("white")
+    cmap = plt.get_cmap(ACTIVATION_CMAP).with_extremes(bad="white")
     for row, (a, mosaic, blank) in enumerate(mosaics, start=1):
         ax = fig.add_subplot(grid[row])
         ax.imshow(mosaic, cmap=cmap, vmin=0, vmax=1, interpolation="nearest", aspect="equal")
@@ -855,16 +882,23 @@ def plot_filter_patterns(fp: FilterPatterns, path: Path, title: str = "") -> Pat
     for ax in axes.flat:
         ax.axis("off")
     for k, ax in enumerate(axes.flat[:n]):
-        ax.imshow(fp.patterns[k], interpolation="nearest")
-        label = f"#{k} silent" if fp.silent[k] else f"#{k}"
-        ax.set_title(label, fontsize=8, color="#b71c1c" if fp.silent[k] else "black")
+        if fp.silent[k]:
+            # Its "pattern" would be the starting noise, blurred: nothing learned to show.
+            ax.imshow(np.full(fp.patterns[k].shape, 235, np.uint8))
+            ax.text(
+                0.5, 0.5, "no\nresponse", ha="center", va="center", fontsize=8, color="#757575", transform=ax.transAxes
+            )
+            ax.set_title(f"#{k} silent", fontsize=8, color="#b71c1c")
+        else:
+            ax.imshow(fp.patterns[k], interpolation="nearest")
+            ax.set_title(f"#{k}", fontsize=8)
     silent = int(fp.silent.sum())
     fig.suptitle(
         title
         or (
             f"{fp.layer}: the input that most activates each of its {n} filters\n"
             f"gradient ascent from noise, {fp.steps} steps; receptive field {fp.receptive_field} px, "
-            f"shown {fp.canvas}x{fp.canvas} px" + (f"; {silent} silent (never activated)" if silent else "")
+            f"shown {fp.canvas}x{fp.canvas} px" + (f"; {silent} silent (no response to any noise)" if silent else "")
         ),
         fontsize=11,
     )
@@ -895,18 +929,22 @@ def plot_cams(
         mappable = ax_h.imshow(heat, cmap=HEATMAP_CMAP, vmin=0, vmax=1, extent=extent, interpolation="nearest")
         ax_h.set_xlim(-0.5, w - 0.5)
         ax_h.set_ylim(h - 0.5, -0.5)
-        ax_h.set_facecolor("#d9d9d9")  # crop pixels no unit is centred over (valid padding) stay grey
+        ax_h.set_facecolor("#d9d9d9")  # crop pixels no unit is centred over (valid padding) show grey
         name = METHOD_TITLES[method]
         note = ""
         if heat.max() <= 0:
             note = "\n(no evidence)"
         elif method != reference:
-            note = f"\nr={agreement(full, result.maps[reference][index]):.2f} vs {METHOD_TITLES[reference]}"
+            r = agreement(full, result.maps[reference][index])
+            note = f"\nr={r:.2f} vs {METHOD_TITLES[reference]}" if not math.isnan(r) else ""
         ax_h.set_title(f"{name}\n{heat.shape[0]}x{heat.shape[1]}{note}", fontsize=9)
         ax_o.imshow(overlay(image, full))
         ax_o.set_title(f"{name}\nsuperimposed", fontsize=9)
     for ax in axes:
-        ax.axis("off")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
     if mappable is not None:
         fig.colorbar(mappable, ax=list(axes), shrink=0.6, label="class evidence (0..1)", pad=0.01)
     fig.suptitle(title, fontsize=11)
@@ -1068,7 +1106,7 @@ def explain_command(
         list[str] | None,
         typer.Option(
             "--compare",
-            help="Methods shown beside Grad-CAM: gradcam++, scorecam (repeatable), or none. [default: both]",
+            help="Methods shown beside Grad-CAM: gradcam++, scorecam (repeatable), or none (default: both)",
             show_default=False,
         ),
     ] = None,
@@ -1134,7 +1172,7 @@ def explain_command(
         wrong=wrong,
         top=top,
         layers=",".join(layers) if filters else "-",
-        cls=class_ if class_ is not None else "predicted",
+        **{"class": class_ if class_ is not None else "predicted"},
         cam_layer=explainer.cam_layer.name,
         methods=",".join(methods),
         steps=steps,
@@ -1177,9 +1215,11 @@ def explain_command(
         if filters:
             for name in layers:
                 n = int(_output_shape(explainer.model.get_layer(name))[-1])
-                batches = -(-n // 32)
-                task_id = progress.add_task(f"filter patterns {name}", total=steps * batches)
-                fp = explainer.filter_patterns(name, steps=steps, on_step=lambda _i, t=task_id: progress.advance(t))
+                batch = 32  # filters optimised together; the bar counts steps of every batch
+                task_id = progress.add_task(f"filter patterns {name}", total=steps * -(-n // batch))
+                fp = explainer.filter_patterns(
+                    name, steps=steps, batch_size=batch, on_step=lambda _i, t=task_id: progress.advance(t)
+                )
                 written.append(plot_filter_patterns(fp, out / f"{run.prefix}filters.{name}.png"))
         if wrong:
             task_id = progress.add_task("wrong predictions", total=None)

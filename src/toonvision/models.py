@@ -116,20 +116,18 @@ def padded(x, units: int, dropout: float):
     from keras import layers
 
     x = layers.Rescaling(1.0 / 255)(x)
-    # A strided stem instead of the blind first max-pool: it learns what to keep from full resolution.
+    # A strided convolution instead of the blind first max-pool: it learns what to keep from full resolution.
     x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization()(x)
     x = layers.Activation("relu")(x)
     for filters in (32, 64, 96):
+        x = layers.MaxPooling2D(pool_size=2)(x)
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
         x = layers.BatchNormalization()(x)
         x = layers.Activation("relu")(x)
-        x = layers.MaxPooling2D(pool_size=2)(x)
-        # Light spatial dropout between blocks; the head gets the requested rate.
-        x = layers.SpatialDropout2D(min(dropout, 0.1))(x) if dropout else x
-    x = layers.Conv2D(128, 3, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
-    x = layers.Activation("relu")(x)
+        # Light spatial dropout between blocks; the head gets the requested rate (capped: GAP features are few).
+        if dropout:
+            x = layers.SpatialDropout2D(min(dropout, 0.1))(x)
     x = layers.GlobalAveragePooling2D()(x)
     if dropout:
         x = layers.Dropout(min(dropout, 0.5))(x)
