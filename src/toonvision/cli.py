@@ -939,6 +939,33 @@ def demo(
         {"runs": runs, "epochs": epochs, "seed": seed},
         lambda: evaluate(model_path=best, root=root, task="binary", top=32),
     )
+    explain_cmd = app_command("explain")
+
+    def explain_stage() -> None:
+        from toonvision.datasets import find_samples
+
+        # A few test crops of each kind, then the worst mistakes over the whole dataset.
+        tests = [s for s in find_samples(ws) if s.split == "test"]
+        picks = [s.path for kind in ("cog", "toon") for s in [t for t in tests if t.kind == kind][:2]]
+        common = dict(root=root, layer=None, class_=None, compare=None, cam_layer=None, steps=40, task="binary")
+        explain_cmd(
+            model_path=best, crops=picks, activations=False, filters=False, heatmaps=True, wrong=False, top=8, **common
+        )
+        explain_cmd(
+            model_path=best,
+            crops=picks[:1],
+            activations=True,
+            filters=True,
+            heatmaps=False,
+            wrong=False,
+            top=8,
+            **common,
+        )
+        explain_cmd(
+            model_path=best, crops=None, activations=False, filters=False, heatmaps=False, wrong=True, top=8, **common
+        )
+
+    stage("explain", {"runs": runs, "epochs": epochs, "seed": seed}, explain_stage)
     console.rule("[bold]demo finished")
     for name, seconds in timings.items():
         console.print(f"  {name:<10} {seconds:7.1f}s")
