@@ -48,9 +48,7 @@ def synth(
 ) -> None:
     """Render synthetic ToonTown street screenshots with Pascal VOC boxes into <root>/raw/screenshots.
 
-    Interrupt with Ctrl-C at any time and run the same command again to resume: finished screenshots (also
-    those already moved to raw/processed by extraction) are skipped, nothing is duplicated, and a file with
-    the same name but other content (your own screenshot) is left alone and reported.
+    Rerun the same command after a stop to resume: done screenshots are skipped, others' files left alone.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

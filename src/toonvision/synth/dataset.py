@@ -68,11 +68,11 @@ PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
         Preset("seed", 262, _seed_weights(),
-               "like the spec's data: ~670 boxes, Cogs ~2:1 over Toons, top Cogs rare, uneven animals"),
+               "like the spec's data: ~650 boxes, Cogs ~2:1 over Toons, top Cogs rare, uneven animals"),
         Preset("balanced", 500, _balanced_weights(),
                "the spec's desired balance: ~20 boxes per Cog label, ~58 per animal"),
-        Preset("large", 10000, _balanced_weights(), "balanced classes, ten thousand screenshots"),
-        Preset("tiny", 12, _seed_weights(), "a dozen screenshots, for a quick look or a test"),
+        Preset("large", 10000, _balanced_weights(), "balanced classes at scale"),
+        Preset("tiny", 12, _seed_weights(), "for a quick look or a test"),
     )
 }
 
