@@ -184,8 +184,13 @@ def plot_crop_sizes(stats: DatasetStats, path: Path) -> Path:
     ax.axhline(600, color="#555555", linestyle=":", linewidth=1)
     ax.axvline(200, color="#555555", linestyle=":", linewidth=1)
     ax.annotate("model input 200x600", (200, 600), xytext=(6, 6), textcoords="offset points", fontsize=8)
+    from matplotlib.ticker import FuncFormatter
+
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):  # plain pixel counts, not 2x10^1
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(int(v))[0] in "25" else ""))
     ax.set_xlabel("crop width (px)")
     ax.set_ylabel("crop height (px)")
     ax.set_title(f"Crop sizes ({stats.total} crops)")
