@@ -37,8 +37,8 @@ audio-library-name null
 notify-level error
 default-directnotify-level error
 notify-level-display error
-notify-level-device error
-notify-level-x11display error
+notify-level-device fatal
+notify-level-x11display fatal
 sync-video false
 win-size 16 16
 model-cache-dir
