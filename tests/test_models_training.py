@@ -162,6 +162,7 @@ def test_compare_through_ray_resumes_after_a_kill(ws):
     for name in ("history.png", "boxplots.png", "summary.md", "summary.json", "best.json"):
         assert (out / name).stat().st_size > 0, name
     assert sorted(p.name for p in (out / "best").glob("*.keras")) == ["baseline.keras", "optimized.keras"]
+    assert not list((out / "pending").glob("*.npz"))  # judged results leave no weights behind
     summary = json.loads((out / "summary.json").read_text())
     assert summary["summary"]["baseline"]["accuracy"]["n"] == 3
     assert {t["metric"] for t in summary["tests"]} == {"accuracy", "loss"}

@@ -219,6 +219,8 @@ class Keeper:
             write_json(
                 self.state_path, {"next_run": self.next_run, "best": {k: asdict(v) for k, v in self.best.items()}}
             )
+            for n in names:  # judged: the weights are either in best/ now or not needed
+                pending_path(self.out, self.next_run - 1, n).unlink(missing_ok=True)
         return messages
 
     def _save(self, name: str, result: RunResult, weights: list[np.ndarray]) -> None:
