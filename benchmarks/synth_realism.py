@@ -69,24 +69,11 @@ def stratified_split(y: np.ndarray, seed: int, ratios: tuple[float, float, float
 
 
 def make_baseline():
-    import keras
-    from keras import layers
+    """The spec's baseline: the registry's seed model (its make_model), Adam 1e-3, binary cross-entropy."""
+    from toonvision.models import create_model
+    from toonvision.training import TrainConfig, compile_model
 
-    inputs = keras.Input(shape=(HEIGHT, WIDTH, 3))
-    x = layers.Rescaling(1.0 / 255)(inputs)
-    x = layers.MaxPooling2D(pool_size=2)(x)
-    x = layers.Conv2D(filters=16, kernel_size=3, activation="relu")(x)
-    x = layers.MaxPooling2D(pool_size=2)(x)
-    x = layers.Conv2D(filters=32, kernel_size=3, activation="relu")(x)
-    x = layers.MaxPooling2D(pool_size=2)(x)
-    x = layers.Conv2D(filters=32, kernel_size=3, activation="relu")(x)
-    x = layers.MaxPooling2D(pool_size=2)(x)
-    x = layers.Flatten()(x)
-    outputs = layers.Dense(units=1, activation="sigmoid")(x)
-    model = keras.Model(name="baseline", inputs=inputs, outputs=outputs)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3), loss="binary_crossentropy",
-                  metrics=["binary_accuracy"])
-    return model
+    return compile_model(create_model("seed", "binary", input_shape=(HEIGHT, WIDTH, 3)), TrainConfig())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -240,7 +240,7 @@ def remove_stale_tmp(folder: Path) -> int:
         if not (name.startswith(".") and name.endswith(".tmp")):
             continue
         pid_text = name[:-4].rsplit(".", 1)[-1]
-        if not pid_text.isdigit() or _alive(int(pid_text)):
+        if not pid_text.isdigit() or pid_alive(int(pid_text)):
             continue
         with contextlib.suppress(FileNotFoundError):
             os.unlink(entry.path)
@@ -248,7 +248,7 @@ def remove_stale_tmp(folder: Path) -> int:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

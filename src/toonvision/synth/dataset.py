@@ -24,7 +24,7 @@ from pathlib import Path
 from toonvision.annotations import Annotation, AnnotationError, read_voc, voc_bytes, yolo_text
 from toonvision.synth.scene import Realism, street_for
 from toonvision.taxonomy import ANIMALS, SUITS, all_labels
-from toonvision.workspace import Workspace, create_exclusive, write_text_atomic
+from toonvision.workspace import Workspace, create_exclusive, pid_alive, write_text_atomic
 
 PNG_LEVEL = 3  # zlib level: fixed, so bytes are reproducible; 3 is a good speed/size trade-off here
 INDEX_DIGITS = 5
@@ -282,16 +282,6 @@ def _do_index(renderer, cfg: SynthConfig, ws: Workspace, index: int) -> IndexRes
 # --- the run ------------------------------------------------------------------------------------------------
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 _TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
 
 
@@ -305,7 +295,7 @@ def clean_stale_temporaries(folders: Iterable[Path], stems: set[str]) -> int:
             m = _TMP_RE.match(p.name)
             if not m or m.group("name").split(".", 1)[0] not in stems:
                 continue
-            if not _pid_alive(int(m.group("pid"))):
+            if not pid_alive(int(m.group("pid"))):
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
                     removed += 1
