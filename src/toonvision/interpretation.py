@@ -973,14 +973,11 @@ class WrongItem:
 def plot_wrong_cams(items: Sequence[WrongItem], result: CamResult, path: Path, title: str = "") -> Path:
     """The spec's wrong-prediction grid with heatmaps: per crop its true label, E and A, the crop, and
     each method's heatmap superimposed."""
-    from toonvision.plots import _pyplot, _save
+    from toonvision.plots import _pyplot, _save, save_message
 
     plt = _pyplot()
     if not items:
-        fig, ax = plt.subplots(figsize=(6, 2))
-        ax.axis("off")
-        ax.text(0.5, 0.5, "No wrong predictions", ha="center", va="center", fontsize=14)
-        return _save(fig, path)
+        return save_message("No wrong predictions", path)
     methods = list(result.maps)
     panels = 1 + len(methods)
     per_row = max(1, min(len(items), 16 // panels))

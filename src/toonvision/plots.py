@@ -43,6 +43,14 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def save_message(text: str, path: Path) -> Path:
+    """A small figure that only says ``text`` (e.g. when there is nothing to plot)."""
+    fig, ax = _pyplot().subplots(figsize=(6, 2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=14)
+    return _save(fig, path)
+
+
 def label_color(label: str) -> str:
     """Suit colour for Cogs, the Toon colour for Toons."""
     parsed = parse_label(label, strict=False)
@@ -350,10 +358,7 @@ def plot_wrong_predictions(items: list[dict], path: Path, title: str = "", colum
     and ``predicted``."""
     plt = _pyplot()
     if not items:
-        fig, ax = plt.subplots(figsize=(6, 2))
-        ax.axis("off")
-        ax.text(0.5, 0.5, "No wrong predictions", ha="center", va="center", fontsize=14)
-        return _save(fig, path)
+        return save_message("No wrong predictions", path)
     columns = min(columns, len(items))
     rows = -(-len(items) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 5.0 * rows), squeeze=False, layout="constrained")
