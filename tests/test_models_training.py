@@ -205,19 +205,24 @@ def test_predict_on_a_screenshot_with_boxes(ws):
     from conftest import add_screenshot
 
     toy_crops(ws, per_label=4)
-    for task in ("binary", "suit"):
+    for task in ("binary", "suit", "name"):
         r = run_cli("train", "--root", str(ws.root), "--epochs", "1", "--split-seed", "0", "--task", task)
         assert r.returncode == 0, r.stderr
     shot, _ = add_screenshot(ws, "ttc_9.png", [("cog_bb_flunky", 10, 10, 60, 150), ("toon_cat", 100, 20, 150, 200)])
     result = run_cli("predict", str(shot), "--root", str(ws.root), "--json")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert set(out["models"]) == {"binary", "suit"}
+    assert set(out["models"]) == {"binary", "suit", "name"}
     preds = out["predictions"]
     assert len(preds) == 2 and [p["true_label"] for p in preds] == ["cog_bb_flunky", "toon_cat"]
+    from toonvision.taxonomy import task_classes
+
     for p in preds:
         assert p["kind"] in ("cog", "toon")
-        assert p["suit"] in (None, "bb", "lb", "cb", "sb")
+        if p["kind"] == "cog":  # every Cog box gets a suit and a name from the taxonomy
+            assert p["suit"] in task_classes("suit") and p["name"] in task_classes("name")
+        else:
+            assert p["suit"] is None and p["name"] is None
     table = run_cli("predict", str(shot), "--root", str(ws.root))
     assert table.returncode == 0 and "Predictions" in table.stdout
     assert len(list((ws.runs / "predict").rglob("*.predicted.png"))) == 1

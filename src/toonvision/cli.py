@@ -338,10 +338,13 @@ def _quiet_tensorflow() -> None:
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
-            import tensorflow  # noqa: F401
+            import tensorflow
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+    # Retracing notices are about Keras' own predict function when several models run in one process
+    # (demo, report): nothing a user can act on.
+    tensorflow.get_logger().setLevel("ERROR")
 
 
 @app.command()
@@ -660,43 +663,28 @@ def evaluate(
 
     The test split is the run's own (split.json) or, for a bare model, the data/test folder. Wrong
     predictions are ranked over the whole dataset, as in the spec: each crop titled with its true label,
-    the error E and the model output A. Writes into <run>/evaluate/.
+    the error E and the model output A. Writes into <run>/evaluate/ (for a model kept by 'compare':
+    best/evaluate/<config>/).
     """
     _quiet_tensorflow()
-    from toonvision.evaluation import evaluate_model
-    from toonvision.training import read_json
-
-    model_file, run_dir = (model_path / "model.keras", model_path) if model_path.is_dir() else (model_path, None)
-    if not model_file.exists():
-        raise fail(f"{model_file} does not exist")
-    # A run folder has config.json and split.json; a model kept by 'compare' has <name>.json and
-    # <name>.split.json beside it. Either way the model is evaluated on the test split it was trained for.
-    if run_dir:
-        config_file, split_file = run_dir / "config.json", run_dir / "split.json"
-    else:
-        config_file, split_file = model_file.with_suffix(".json"), model_file.with_suffix(".split.json")
-    cfg = read_json(config_file) if config_file.exists() else {}
-    cfg = cfg.get("config", cfg)
-    task = task or cfg.get("task")
     import keras
 
+    from toonvision.evaluation import ModelFile, evaluate_file
+
+    model_file = model_path / "model.keras" if model_path.is_dir() else model_path
+    if not model_file.exists():
+        raise fail(f"{model_file} does not exist")
     try:
         model = keras.models.load_model(model_file, compile=False)
     except (OSError, ValueError) as exc:
         raise fail(f"{model_file} is not a Keras model: {exc}") from None
-    units = model.output_shape[-1]
-    task = task or {1: "binary", 4: "suit", 32: "name"}.get(units)
-    if task is None:
-        raise fail(f"cannot tell the task of a model with {units} outputs: give --task")
-    header("evaluate", root=root, model=model_file, task=task)
-    from toonvision.datasets import find_samples, load_task
-
+    try:
+        located = ModelFile.locate(model_path, task, units=model.output_shape[-1])
+    except ValueError as exc:
+        raise fail(f"{exc} (--task)") from None
+    header("evaluate", root=root, model=model_file, task=located.task, top=top, out=located.out)
     ws = _workspace(root)
-    data = load_task(find_samples(ws), task, pad=cfg.get("pad", False), ws=ws)
-    split_of = read_json(split_file) if split_file.exists() else None
-    ev = evaluate_model(model, data, task, split_of)
-    out = (run_dir or model_file.parent) / "evaluate"
-    paths = write_evaluation(ev, data, out, top=top, title=f"{task}: {model_file}")
+    ev, paths = evaluate_file(ws, located, model, top=top)
     if ev.test_metrics:
         console.print(
             f"test accuracy {ev.test_metrics['accuracy']:.4f}, loss {ev.test_metrics['loss']:.4f} "
@@ -714,48 +702,6 @@ def evaluate(
     console.print(f"{len(ev.wrong())} wrong predictions over {len(ev.predictions)} crops")
     for p in paths.values():
         console.print(f"wrote {p}")
-
-
-def write_evaluation(ev, data, out: Path, *, top: int = 32, title: str = "") -> dict[str, Path]:
-    from toonvision.plots import plot_confusion, plot_wrong_predictions
-    from toonvision.training import write_json
-
-    out.mkdir(parents=True, exist_ok=True)
-    split = "test" if ev.test_metrics else None
-    index = {s.name: i for i, s in enumerate(data.samples)}
-    wrong = ev.wrong()
-    items = [
-        {
-            "image": data.x[index[p.name]],
-            "label": p.name.rsplit("_", 1)[0],
-            "error": p.error,
-            "output": p.output,
-            "predicted": ev.classes[p.predicted],
-        }
-        for p in wrong[:top]
-    ]
-    matrix = ev.confusion(split)
-    write_json(
-        out / "evaluation.json",
-        {
-            "test": ev.test_metrics,
-            "classes": ev.classes,
-            "confusion": matrix.tolist(),
-            "report": ev.report(split),
-            "wrong": [p.__dict__ for p in wrong],
-        },
-    )
-    return {
-        "confusion": plot_confusion(
-            matrix, ev.classes, out / "confusion.png", f"Confusion matrix ({split or 'all crops'})"
-        ),
-        "wrong": plot_wrong_predictions(
-            items,
-            out / "wrong_predictions.png",
-            f"{len(wrong)} wrong predictions over {len(ev.predictions)} crops, highest error first",
-        ),
-        "json": out / "evaluation.json",
-    }
 
 
 # --- predict ---
@@ -841,137 +787,6 @@ def predict(
             console.print(f"wrote {annotate(t, out / f'{t.image.stem}.predicted.png')}")
 
 
-# --- demo ---
-
-
-@app.command()
-def demo(
-    root: Root = Path("demo"),
-    runs: Annotated[int, typer.Option(help="Re-split runs of the comparison (the spec: 200).")] = 3,
-    epochs: Annotated[int, typer.Option(help="Epochs per training run (the spec: 25).")] = 10,
-    quick: Annotated[bool, typer.Option(help="A first look: a small dataset, 2 runs of 3 epochs.")] = False,
-    fresh: Annotated[bool, typer.Option(help="Redo every stage (your own files are never removed).")] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic dataset and of the experiment.")] = 0,
-) -> None:
-    """The main job end to end on the built-in synthetic dataset.
-
-    Renders the seed preset (about 670 crops shaped like the spec's data), extracts it, splits it, plots
-    the dataset statistics, compares the spec's baseline and optimized models over re-split runs, and
-    evaluates the best model. Finished stages are skipped when run again with the same settings.
-    """
-    import json
-
-    from toonvision.workspace import write_text_atomic
-
-    if quick:
-        runs, epochs = min(runs, 2), min(epochs, 3)
-    preset = "tiny" if quick else "seed"
-    ws = _workspace(root)
-    ws.init()
-    header("demo", root=root, preset=preset, runs=runs, epochs=epochs, quick=quick, fresh=fresh, seed=seed)
-    record_path = ws.state / "demo.json"
-    record = {} if fresh or not record_path.exists() else json.loads(record_path.read_text())
-    timings: dict[str, float] = {}
-
-    def stage(name: str, settings: dict, fn) -> None:
-        key = json.dumps(settings, sort_keys=True)
-        if record.get(name) == key:
-            console.print(f"[dim]stage {name}: done earlier with the same settings, skipped (--fresh redoes it)[/]")
-            return
-        console.rule(f"[bold]{name}")
-        start = time.perf_counter()
-        fn()
-        timings[name] = time.perf_counter() - start
-        record[name] = key
-        write_text_atomic(record_path, json.dumps(record, indent=2))
-
-    synth_cmd = app_command("synth")
-    stage(
-        "synth",
-        {"preset": preset, "seed": seed},
-        lambda: synth_cmd(
-            root=root,
-            preset=preset,
-            screenshots=None,
-            seed=seed,
-            size="1280x720",
-            weight=[],
-            workers=0,
-            yolo=False,
-            masks=False,
-            contact_sheet=False,
-        ),
-    )
-    stage("extract", {"preset": preset, "seed": seed}, lambda: extract(root=root, filter="", move=True, dry_run=False))
-    stage(
-        "split",
-        {"preset": preset, "seed": seed},
-        lambda: split(root=root, ratio=(0.6, 0.2, 0.2), seed=seed, folds=0, fold=0, dry_run=False),
-    )
-    stage(
-        "stats",
-        {"preset": preset, "seed": seed},
-        lambda: stats(root=root, desired_label=20, desired_animal=58, desired_suit=160, desired_binary=640, plots=True),
-    )
-    exp_name = f"demo-{runs}x{epochs}"
-    stage(
-        "compare",
-        {"runs": runs, "epochs": epochs, "seed": seed},
-        lambda: compare(
-            root=root,
-            config=None,
-            task="binary",
-            runs=runs,
-            epochs=epochs,
-            seed=seed,
-            folds=0,
-            class_weight=None,
-            pad=False,
-            workers=0,
-            threads=1,
-            address=None,
-            name=exp_name,
-        ),
-    )
-    best = ws.runs / "compare" / exp_name / "best" / "optimized.keras"
-    stage(
-        "evaluate",
-        {"runs": runs, "epochs": epochs, "seed": seed},
-        lambda: evaluate(model_path=best, root=root, task="binary", top=32),
-    )
-    explain_cmd = app_command("explain")
-
-    def explain_stage() -> None:
-        from toonvision.datasets import find_samples
-
-        # A few test crops of each kind, then the worst mistakes over the whole dataset.
-        tests = [s for s in find_samples(ws) if s.split == "test"]
-        picks = [s.path for kind in ("cog", "toon") for s in [t for t in tests if t.kind == kind][:2]]
-        common = dict(root=root, layer=None, class_=None, compare=None, cam_layer=None, steps=40, task="binary")
-        explain_cmd(
-            model_path=best, crops=picks, activations=False, filters=False, heatmaps=True, wrong=False, top=8, **common
-        )
-        explain_cmd(
-            model_path=best,
-            crops=picks[:1],
-            activations=True,
-            filters=True,
-            heatmaps=False,
-            wrong=False,
-            top=8,
-            **common,
-        )
-        explain_cmd(
-            model_path=best, crops=None, activations=False, filters=False, heatmaps=False, wrong=True, top=8, **common
-        )
-
-    stage("explain", {"runs": runs, "epochs": epochs, "seed": seed}, explain_stage)
-    console.rule("[bold]demo finished")
-    for name, seconds in timings.items():
-        console.print(f"  {name:<10} {seconds:7.1f}s")
-    console.print(f"workspace: {root}  (reports in {ws.reports}, experiment in {ws.runs / 'compare' / exp_name})")
-
-
 def app_command(name: str):
     """The function behind a registered verb (for verbs that live in their own modules)."""
     for info in app.registered_commands:
@@ -982,11 +797,15 @@ def app_command(name: str):
 
 def _register_optional() -> None:
     """Verbs that live in their own modules (they import heavy libraries only when run)."""
+    from toonvision.demo import demo_command
     from toonvision.interpretation import explain_command
+    from toonvision.report import report_command
     from toonvision.synth.command import synth
 
     app.command("synth")(synth)
     app.command("explain")(explain_command)
+    app.command("report")(report_command)
+    app.command("demo")(demo_command)
 
 
 _register_optional()

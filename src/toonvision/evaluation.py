@@ -4,6 +4,7 @@ ranking of wrong predictions over the whole dataset."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -108,3 +109,94 @@ def _loss(task: str, outputs: np.ndarray, data: TaskData, mask: list[bool]) -> f
         p = out[:, 0]
         return float(np.mean(-(y * np.log(p) + (1 - y) * np.log(1 - p))))
     return float(np.mean(-np.log(out[np.arange(len(y)), y])))
+
+
+@dataclass
+class ModelFile:
+    """A saved model with what it was trained for: a run folder's model.keras (config.json, split.json
+    beside it) or a model kept by 'compare' (<name>.json and <name>.split.json beside it)."""
+
+    path: Path
+    task: str
+    config: dict[str, Any]
+    split_of: dict[str, str | None] | None
+    out: Path  # where its evaluation goes
+
+    @classmethod
+    def locate(cls, model_path: Path, task: str | None = None, units: int | None = None) -> ModelFile:
+        import json
+
+        model_path = Path(model_path)
+        run_dir = model_path if model_path.is_dir() else None
+        model_file = model_path / "model.keras" if run_dir else model_path
+        if not model_file.exists():
+            raise FileNotFoundError(f"{model_file} does not exist")
+        if run_dir:
+            config_file, split_file, out = run_dir / "config.json", run_dir / "split.json", run_dir / "evaluate"
+        else:
+            # The configurations of one comparison share a folder: each gets its own evaluation folder.
+            config_file, split_file = model_file.with_suffix(".json"), model_file.with_suffix(".split.json")
+            out = model_file.parent / "evaluate" / model_file.stem
+        cfg = json.loads(config_file.read_text()) if config_file.exists() else {}
+        cfg = cfg.get("config", cfg)
+        task = task or cfg.get("task") or {1: "binary", 4: "suit", 32: "name"}.get(units or 0)
+        if task is None:
+            raise ValueError(f"cannot tell the task of {model_file} ({units} outputs): give the task")
+        split_of = json.loads(split_file.read_text()) if split_file.exists() else None
+        return cls(model_file, task, cfg, split_of, out)
+
+
+def write_evaluation(ev: Evaluation, data: TaskData, out: Path, *, top: int = 32) -> dict[str, Path]:
+    """evaluation.json, confusion.png and wrong_predictions.png under ``out``."""
+    from toonvision.plots import plot_confusion, plot_wrong_predictions
+    from toonvision.training import write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    split = "test" if ev.test_metrics else None
+    index = {s.name: i for i, s in enumerate(data.samples)}
+    wrong = ev.wrong()
+    items = [
+        {
+            "image": data.x[index[p.name]],
+            "label": p.name.rsplit("_", 1)[0],
+            "error": p.error,
+            "output": p.output,
+            "predicted": ev.classes[p.predicted],
+        }
+        for p in wrong[:top]
+    ]
+    matrix = ev.confusion(split)
+    write_json(
+        out / "evaluation.json",
+        {
+            "test": ev.test_metrics,
+            "classes": ev.classes,
+            "confusion": matrix.tolist(),
+            "report": ev.report(split),
+            "wrong": [p.__dict__ for p in wrong],
+        },
+    )
+    return {
+        "confusion": plot_confusion(
+            matrix, ev.classes, out / "confusion.png", f"Confusion matrix ({split or 'all crops'})"
+        ),
+        "wrong": plot_wrong_predictions(
+            items,
+            out / "wrong_predictions.png",
+            f"{len(wrong)} wrong predictions over {len(ev.predictions)} crops, highest error first",
+        ),
+        "json": out / "evaluation.json",
+    }
+
+
+def evaluate_file(ws, located: ModelFile, model=None, *, top: int = 32) -> tuple[Evaluation, dict[str, Path]]:
+    """Evaluate a saved model on the workspace's crops (its own test split) and write the results."""
+    from toonvision.datasets import find_samples, load_task
+
+    if model is None:
+        import keras
+
+        model = keras.models.load_model(located.path, compile=False)
+    data = load_task(find_samples(ws), located.task, pad=located.config.get("pad", False), ws=ws)
+    ev = evaluate_model(model, data, located.task, located.split_of)
+    return ev, write_evaluation(ev, data, located.out, top=top)

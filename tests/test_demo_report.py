@@ -1,0 +1,114 @@
+"""The main job end to end: `toonvision demo --quick` ends in a report whose sections and pictures exist."""
+
+import base64
+import hashlib
+import io
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+from rich.console import Console
+
+from conftest import add_screenshot, run_cli
+from toonvision.demo import Stages
+from toonvision.workspace import Workspace
+
+SECTIONS = [
+    "summary",
+    "dataset",
+    "architecture",
+    "curves",
+    "comparison",
+    "evaluation",
+    "heatmaps",
+    "run-suit-demo",
+    "run-name-demo",
+    "predictions",
+    "settings",
+]
+
+
+def embedded_images(page: str) -> list[Image.Image]:
+    images = []
+    for data in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page):
+        img = Image.open(io.BytesIO(base64.b64decode(data)))
+        img.load()
+        images.append(img)
+    return images
+
+
+def sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_demo_quick_writes_a_report_and_keeps_the_users_files(tmp_path):
+    root = tmp_path / "demo"
+    ws = Workspace(root)
+    ws.init()
+    # The user's own screenshot and crop, in the workspace before the demo runs.
+    shot, xml = add_screenshot(ws, "user_shot.png", [("cog_bb_flunky", 10, 10, 60, 150)], seed=7)
+    own_crop = ws.unsorted_dir("toon") / "toon_cat_900.png"
+    Image.fromarray(np.full((90, 40, 3), 200, dtype=np.uint8)).save(own_crop)
+    digests = {p.name: sha(p) for p in (shot, xml, own_crop)}
+
+    first = run_cli("demo", "--quick", "--epochs", "2", "--root", str(root), timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "What the demo found" in first.stdout and "Time per stage" in first.stdout
+    report = root / "runs" / "compare" / "demo-2x2" / "report.html"
+    assert report.is_file()
+    page = report.read_text()
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in page, section
+    assert 'class="missing"' not in page and "class='missing'" not in page
+    images = embedded_images(page)
+    assert len(images) >= 15
+    for img in images:
+        pixels = np.asarray(img.convert("L"))
+        assert min(img.size) > 50 and pixels.std() > 1  # a real picture, not an empty canvas
+
+    predictions = json.loads((report.parent / "predictions" / "predictions.json").read_text())
+    assert set(predictions["models"]) == {"binary", "suit", "name"}
+    assert predictions["predictions"] and all(p["true_label"] for p in predictions["predictions"])
+
+    # Run again: finished stages are skipped, only the report is rewritten; the user's files are intact.
+    second = run_cli("demo", "--quick", "--epochs", "2", "--root", str(root), timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stdout.count("skipped") >= 10
+    found = {p.name: sha(p) for p in root.rglob("*") if p.name in digests and "holdout" not in p.parts}
+    assert found == digests
+    assert (ws.processed / "user_shot.png").exists()  # extracted and moved, as 'extract --move' does
+
+
+def test_stages_skip_what_is_done_unless_fresh(tmp_path):
+    calls = []
+    out = tmp_path / "thing.txt"
+
+    def make():
+        calls.append(1)
+        out.write_text("x")
+        return {"path": str(out)}
+
+    console = Console(file=io.StringIO())
+    record = tmp_path / "demo.json"
+    Stages(record, False, console).run("a", {"k": 1}, make)
+    Stages(record, False, console).run("a", {"k": 1}, make)
+    assert len(calls) == 1
+    Stages(record, False, console).run("a", {"k": 2}, make)  # other settings: done again
+    assert len(calls) == 2
+    Stages(record, True, console).run("a", {"k": 2}, make)  # --fresh
+    assert len(calls) == 3
+    out.unlink()  # its result is gone: done again
+    Stages(record, False, console).run("a", {"k": 2}, make)
+    assert len(calls) == 4
+
+
+def test_report_errors_name_the_problem(tmp_path):
+    root = tmp_path / "ws"
+    Workspace(root).init()
+    none = run_cli("report", "--root", str(root))
+    assert none.returncode == 2 and "no experiment" in none.stderr
+    named = run_cli("report", "nope", "--root", str(root))
+    assert named.returncode == 2 and "no experiment 'nope'" in named.stderr
