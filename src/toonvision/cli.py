@@ -716,7 +716,8 @@ def predict(
     model: Annotated[
         list[Path] | None,
         typer.Option(
-            help="Models to use (run folders or .keras files, repeatable); default: the workspace's best per task."
+            help="Models to use (run folders, .keras or .onnx files, repeatable); default: the workspace's best per "
+            "task."
         ),
     ] = None,
     boxes: Annotated[
@@ -798,6 +799,7 @@ def app_command(name: str):
 def _register_optional() -> None:
     """Verbs that live in their own modules (they import heavy libraries only when run)."""
     from toonvision.demo import demo_command
+    from toonvision.export import export_command
     from toonvision.interpretation import explain_command
     from toonvision.report import report_command
     from toonvision.synth.command import synth
@@ -805,6 +807,7 @@ def _register_optional() -> None:
     app.command("synth")(synth)
     app.command("explain")(explain_command)
     app.command("report")(report_command)
+    app.command("export")(export_command)
     app.command("demo")(demo_command)
 
 
