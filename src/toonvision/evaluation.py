@@ -63,7 +63,13 @@ class Evaluation:
 
 
 def predict_outputs(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+    """The model's raw outputs for crops already at its input size, through the compiled forward pass of
+    :class:`toonvision.Classifier` (the same path a bot uses) rather than ``model.predict``."""
+    from toonvision.inference import Classifier
+
+    forward = Classifier._keras_forward(model, tuple(model.input_shape[1:3]), False)
+    chunks = [forward(np.asarray(x[i : i + batch_size], dtype=np.float32)) for i in range(0, len(x), batch_size)]
+    return np.concatenate(chunks) if chunks else np.zeros((0, int(model.output_shape[-1])), dtype=np.float32)
 
 
 def to_predictions(task: str, outputs: np.ndarray, data: TaskData) -> list[Prediction]:
