@@ -111,6 +111,9 @@ def configure_threads(threads: int | None) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
     except RuntimeError:
         pass  # already initialised: keep what it has
+    import cv2
+
+    cv2.setNumThreads(threads)  # augmentation: workers of one machine must not fight over its cores
 
 
 def seed_everything(seed: int) -> None:
@@ -188,8 +191,9 @@ def training_batches(data: TaskData, cfg: TrainConfig):
     """Shuffled (and, with ``cfg.augment``, augmented) float32 batches from the decoded uint8 crops.
 
     Batches are gathered in NumPy, so nothing is decoded again; shuffling and the augmentation parameters
-    come from a NumPy generator seeded by (seed, epoch), so every epoch is reproducible; the resampling runs
-    in tf.data's threads and is prefetched, so it overlaps with the training step.
+    come from a NumPy generator seeded by (seed, epoch), so every epoch is reproducible; augmentation
+    resamples the uint8 crops with OpenCV (see :mod:`toonvision.augmentation`) in the generator, which
+    tf.data runs ahead of the training step (prefetch), so the two overlap.
     """
     import tensorflow as tf
 
@@ -204,24 +208,20 @@ def training_batches(data: TaskData, cfg: TrainConfig):
         order = rng.permutation(n)
         for start in range(0, n, cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
-            params = draw_params(rng, len(idx)) if cfg.augment else np.zeros((len(idx), 3), np.float32)
-            yield x[idx], y[idx], params
+            images = x[idx]
+            if cfg.augment:
+                images = augment_batch(images, draw_params(rng, len(idx)))
+            yield images, y[idx]
 
     signature = (
         tf.TensorSpec((None, *x.shape[1:]), tf.uint8),
         tf.TensorSpec((None, *y.shape[1:]), tf.as_dtype(y.dtype)),
-        tf.TensorSpec((None, 3), tf.float32),
     )
-
-    def to_float(images, targets, params):
-        images = tf.cast(images, tf.float32)
-        return (augment_batch(images, params) if cfg.augment else images), targets
-
     batches = -(-n // cfg.batch_size)
     # A known length tells Keras where an epoch ends (a generator's length is otherwise unknown).
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
-    return dataset.map(to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)
+    return dataset.map(lambda images, targets: (tf.cast(images, tf.float32), targets)).prefetch(2)
 
 
 def fit(
