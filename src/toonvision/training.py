@@ -190,10 +190,11 @@ def build(cfg: TrainConfig) -> keras.Model:
 def training_batches(data: TaskData, cfg: TrainConfig):
     """Shuffled (and, with ``cfg.augment``, augmented) float32 batches from the decoded uint8 crops.
 
-    Batches are gathered in NumPy, so nothing is decoded again; shuffling and the augmentation parameters
-    come from a NumPy generator seeded by (seed, epoch), so every epoch is reproducible; augmentation
-    resamples the uint8 crops with OpenCV (see :mod:`toonvision.augmentation`) in the generator, which
-    tf.data runs ahead of the training step (prefetch), so the two overlap.
+    The crops are held once as a uint8 tensor: nothing is decoded again. A small Python generator yields only
+    each batch's indices and augmentation parameters, drawn from a NumPy generator seeded by (seed, epoch), so
+    every epoch is reproducible; gathering, augmenting (OpenCV, which releases the GIL: see
+    :mod:`toonvision.augmentation`) and the float conversion run in tf.data's parallel map, ahead of the
+    training step (prefetch), so they overlap with it.
     """
     import tensorflow as tf
 
@@ -208,20 +209,23 @@ def training_batches(data: TaskData, cfg: TrainConfig):
         order = rng.permutation(n)
         for start in range(0, n, cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
-            images = x[idx]
-            if cfg.augment:
-                images = augment_batch(images, draw_params(rng, len(idx)))
-            yield images, y[idx]
+            yield idx, draw_params(rng, len(idx)) if cfg.augment else np.zeros((len(idx), 3), np.float32)
 
-    signature = (
-        tf.TensorSpec((None, *x.shape[1:]), tf.uint8),
-        tf.TensorSpec((None, *y.shape[1:]), tf.as_dtype(y.dtype)),
-    )
+    images, targets = tf.constant(x), tf.constant(y)
+
+    def assemble(idx, params):
+        batch = tf.gather(images, idx)
+        if cfg.augment:
+            batch = tf.numpy_function(augment_batch, [batch, params], tf.uint8, stateful=False)
+            batch.set_shape((None, *x.shape[1:]))
+        return tf.cast(batch, tf.float32), tf.gather(targets, idx)
+
+    signature = (tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None, 3), tf.float32))
     batches = -(-n // cfg.batch_size)
     # A known length tells Keras where an epoch ends (a generator's length is otherwise unknown).
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
-    return dataset.map(lambda images, targets: (tf.cast(images, tf.float32), targets)).prefetch(2)
+    return dataset.map(assemble, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)
 
 
 def fit(
