@@ -300,3 +300,25 @@ def test_adopts_a_crop_written_just_before_a_kill(ws):
     again = extract(ws)
     assert again.crops_written == [] and again.already_extracted == 3
     assert len(crops(ws)) == 3
+
+
+def test_a_zombie_writer_counts_as_dead(tmp_path):
+    """A killed writer that nobody has reaped yet still has a pid; its temporary file must go all the same."""
+    import subprocess
+    import time
+
+    from toonvision.workspace import pid_alive, remove_stale_tmp
+
+    child = subprocess.Popen(["sleep", "60"])
+    assert pid_alive(child.pid)
+    child.kill()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    try:
+        (tmp_path / f".shot.xml.{child.pid}.tmp").write_text("half")
+        assert not pid_alive(child.pid)
+        assert remove_stale_tmp(tmp_path) == 1
+    finally:
+        child.wait()

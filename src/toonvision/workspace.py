@@ -249,10 +249,17 @@ def remove_stale_tmp(folder: Path) -> int:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs. A killed process whose parent has not reaped it yet (a zombie,
+    common for the children of a killed run, since they are re-parented to an init that may reap late) is
+    dead: it will never finish or rename its temporary file."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (macOS) or gone meanwhile
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
