@@ -99,7 +99,7 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def onnx_session(path: Path, threads: int | None = None) -> Any:
+def onnx_session(path: Path, threads: int | None = None, *, spin: bool = False) -> Any:
     """An ONNX Runtime session tuned for latency on a small CPU.
 
     One intra-op thread per core; operators run one after another (the models are a chain: nothing to
@@ -109,7 +109,8 @@ def onnx_session(path: Path, threads: int | None = None) -> Any:
     the next crop, the game itself). Measured on 2 cores shared with another program, a 121x317 crop took
     6.9 ms at the median with spinning, 4.5 ms with spinning stopped after each run
     (session.force_spinning_stop) and 2.8 ms without spinning; a batch of 8 took 26 ms against 15 ms;
-    back-to-back 200x600 crops took about the same time either way (1.8 and 1.9 ms).
+    back-to-back 200x600 crops took about the same time either way (1.8 and 1.9 ms). ``spin=True`` is for
+    a machine that does nothing else: there, idle, spinning took one crop from 0.89 to 0.76 ms at the median.
     """
     import onnxruntime as ort
 
@@ -118,7 +119,7 @@ def onnx_session(path: Path, threads: int | None = None) -> Any:
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types (InvalidProtobuf, InvalidGraph...)
@@ -207,13 +208,15 @@ class Classifier:
         *,
         jit_compile: bool = False,
         threads: int | None = None,
+        spin: bool = False,
     ) -> Classifier:
         """Load a run folder, a ``.keras`` file or an ``.onnx`` file (the last with ONNX Runtime, ``threads``
-        intra-op threads, default one per core). The task comes from the stored configuration or from the
+        intra-op threads, default one per core; ``spin`` lets them spin between runs, faster when nothing
+        else needs the cores, slower when the game does). The task comes from the stored configuration or from the
         number of outputs; ``task`` overrides it."""
         model_file = resolve_model_file(Path(path))
         if model_file.suffix.lower() == ONNX_SUFFIX:
-            return cls.from_onnx(model_file, task, threads=threads)
+            return cls.from_onnx(model_file, task, threads=threads, spin=spin)
         import keras
 
         meta = model_metadata(model_file)
@@ -222,14 +225,16 @@ class Classifier:
         return cls(model, task, pad=bool(meta.get("pad", False)), jit_compile=jit_compile)
 
     @classmethod
-    def from_onnx(cls, path: str | Path, task: str | None = None, *, threads: int | None = None) -> Classifier:
+    def from_onnx(
+        cls, path: str | Path, task: str | None = None, *, threads: int | None = None, spin: bool = False
+    ) -> Classifier:
         """Run an ``.onnx`` model with ONNX Runtime. A model from ``toonvision export`` carries its task,
         classes and padding; for another ONNX model (NHWC float input of 0-255 RGB values, one sigmoid or
         a softmax output) the task comes from ``task`` or from the number of outputs."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist")
-        session = onnx_session(path, threads)
+        session = onnx_session(path, threads, spin=spin)
         meta = onnx_metadata(session)
         units = session.get_outputs()[0].shape[-1]
         if not isinstance(units, int):
