@@ -441,17 +441,12 @@ def report(ways: list[Way], epochs: int, tf_import: float, cores: int) -> None:
 
 def import_tensorflow() -> float:
     """Import TensorFlow and Keras with their C++ start-up notices kept off the terminal; returns the seconds."""
+    from toonvision.cli import _quiet_tensorflow
+
     start = time.perf_counter()
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import keras  # noqa: F401
-            import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    _quiet_tensorflow()
+    import keras  # noqa: F401
+
     return time.perf_counter() - start
 
 
