@@ -43,12 +43,12 @@ def forward_flops(model) -> int:
     return int(total)
 
 
-def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """Float32 matrix-multiply throughput of this machine through TensorFlow (all cores)."""
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5, dtype: str = "float32") -> float:
+    """Matrix-multiply throughput of this machine through TensorFlow (all cores), float32 or bfloat16."""
     import tensorflow as tf
 
-    a = tf.random.uniform((n, n))
-    b = tf.random.uniform((n, n))
+    a = tf.cast(tf.random.uniform((n, n)), dtype)
+    b = tf.cast(tf.random.uniform((n, n)), dtype)
     tf.matmul(a, b).numpy()
     start = time.perf_counter()
     for _ in range(repeats):

@@ -82,6 +82,77 @@ def test_fit_learns_and_is_reproducible(ws):
     assert "accuracy" in weighted.test
 
 
+def test_pooled_stem_gives_the_models_own_numbers():
+    from toonvision.models import pooled_stem
+
+    x = np.random.default_rng(0).integers(0, 256, (3, 600, 200, 3), dtype=np.uint8)
+    for model in (create_model("seed", "binary"), create_model("seed", "suit", augment=True, dropout=0.5)):
+        stem = pooled_stem(model)
+        assert stem is not None and stem.pool == (2, 2) and stem.scale == pytest.approx(1 / 255)
+        pooled = stem.pool_pixels(x)
+        assert pooled.dtype == np.uint8 and pooled.shape == (3, 300, 100, 3)
+        assert np.array_equal(pooled, x.reshape(3, 300, 2, 100, 2, 3).max(axis=(2, 4)))
+        # Pooling first, on uint8, then rescaling gives exactly the layers' values, so the same outputs.
+        expected = np.asarray(model(x.astype(np.float32), training=False))
+        got = np.asarray(stem.tail(stem.tail_inputs(x), training=False))
+        assert np.abs(got - expected).max() <= 1e-6
+    # No stem where the first layers are something else (the padded model convolves full resolution).
+    assert pooled_stem(create_model("padded", "binary")) is None
+
+
+def test_stem_batches_are_the_full_batches_pooled(ws):
+    pytest.importorskip("tensorflow")
+    from toonvision.models import pooled_stem
+    from toonvision.training import training_batches
+
+    toy_crops(ws, per_label=2)
+    data = load_task(find_samples(ws), "binary", ws=ws)
+    stem = pooled_stem(create_model("seed", "binary"))
+    for augment in (False, True):
+        cfg = TrainConfig(batch_size=4, seed=2, augment=augment)
+        full = list(training_batches(data, cfg).as_numpy_iterator())
+        pooled = list(training_batches(data, cfg, stem).as_numpy_iterator())
+        assert len(full) == len(pooled)
+        for (fx, fy), (px, py) in zip(full, pooled, strict=True):
+            assert np.array_equal(fy, py) and px.shape == (len(fx), 300, 100, 3)
+            assert np.array_equal(px, stem.tail_inputs(fx.astype(np.uint8)))
+
+
+def test_training_the_tail_trains_the_model(ws):
+    """fit() trains the seed model's tail on pooled batches: in float32 that is the same arithmetic as
+    training the whole model on full crops, so the same weights come out."""
+    from toonvision.training import build, seed_everything, training_batches
+
+    toy_crops(ws, per_label=6)
+    data = load_task(find_samples(ws), "binary")
+    cfg = TrainConfig(epochs=2, seed=4, lr=3e-3, precision="float32")
+    ours = fit(cfg, data)
+    seed_everything(cfg.seed)
+    whole = build(cfg, "float32")
+    whole.fit(training_batches(data, cfg), epochs=cfg.epochs, shuffle=False, verbose=0)
+    for a, b in zip(ours.model.get_weights(), whole.get_weights(), strict=True):
+        assert np.allclose(a, b, atol=1e-5)
+    assert ours.precision == "float32"
+
+
+def test_mixed_precision_trains_and_saves_float32(ws):
+    from toonvision.training import native_bfloat16, resolve_precision
+
+    assert resolve_precision("auto") == ("bfloat16" if native_bfloat16() else "float32")
+    assert resolve_precision("float32") == "float32"
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="float16").validate()
+    toy_crops(ws, per_label=6)
+    data = load_task(find_samples(ws), "binary")
+    result = fit(TrainConfig(epochs=3, seed=1, lr=3e-3, precision="bfloat16"), data, data, data)
+    assert result.precision == "bfloat16"
+    assert result.history["loss"][-1] < result.history["loss"][0]
+    # What is saved and evaluated computes in float32, whichever CPU trained it.
+    assert {layer.dtype_policy.name for layer in result.model.layers} == {"float32"}
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    assert 0.0 <= result.test["accuracy"] <= 1.0
+
+
 def test_pad_keeps_aspect_ratio(tmp_path):
     from toonvision.datasets import load_image
 

@@ -170,10 +170,13 @@ class Classifier:
             self.engine = "onnx"
             shape = model.get_inputs()[0].shape  # [batch, height, width, 3]; the batch is symbolic
             self.size = size or _fixed_size(shape[1:3])
+            # ToonVision's exports take uint8 pixels; other ONNX models float32 values of 0-255.
+            self.dtype = np.uint8 if model.get_inputs()[0].type == "tensor(uint8)" else np.float32
             self._forward = self._onnx_forward(model)
         else:
             self.engine = "keras+xla" if jit_compile else "keras"
             self.size = size or _fixed_size(model.input_shape[1:3])
+            self.dtype = np.float32
             self._forward = self._keras_forward(model, self.size, jit_compile)
         self.batch_size = max(1, int(batch_size or BATCH_SIZE[self.engine]))  # crops per forward call
 
@@ -229,8 +232,8 @@ class Classifier:
         cls, path: str | Path, task: str | None = None, *, threads: int | None = None, spin: bool = False
     ) -> Classifier:
         """Run an ``.onnx`` model with ONNX Runtime. A model from ``toonvision export`` carries its task,
-        classes and padding; for another ONNX model (NHWC float input of 0-255 RGB values, one sigmoid or
-        a softmax output) the task comes from ``task`` or from the number of outputs."""
+        classes and padding; for another ONNX model (NHWC input of 0-255 RGB values, uint8 or float32, one
+        sigmoid or a softmax output) the task comes from ``task`` or from the number of outputs."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist")
@@ -247,21 +250,22 @@ class Classifier:
         return cls(session, task, pad=bool(meta.get("pad", False)), size=size, classes=classes)
 
     def preprocess(self, images: Sequence[Any]) -> np.ndarray:
-        """Crops of any size (PIL images, HxWx3 uint8 arrays or paths) -> a float32 batch of the model's size.
+        """Crops of any size (PIL images, HxWx3 uint8 arrays or paths) -> a batch of the model's size, in the
+        dtype its input takes (uint8 for ToonVision's ONNX exports, float32 for Keras).
 
-        Each crop is converted to float32 once, while it is copied into the batch; a crop already of the
-        model's size is not resized. Others are resized exactly as in training (``fit_image``): Pillow's
+        Each crop is converted once, while it is copied into the batch; a crop already of the model's size is
+        not resized. Others are resized exactly as in training (``fit_image``): Pillow's
         bilinear resize is the dearest step for a small crop (about 0.9 ms to bring 121x317 to 200x600, more
         than the seed model's forward pass with ONNX Runtime), so crops of a batch are resized on all cores
         (Pillow releases the GIL while it resizes)."""
-        batch = np.empty((len(images), *self.size, 3), dtype=np.float32)
+        batch = np.empty((len(images), *self.size, 3), dtype=self.dtype)
 
         def fill(i: int) -> None:
             batch[i] = self._fit(images[i])
 
         if len(images) > 1 and not all(self._fits(item) for item in images):
             list(self._pool().map(fill, range(len(images))))
-        else:  # a copy and a float conversion per crop: cheaper than handing it to a thread
+        else:  # a copy (and conversion) per crop: cheaper than handing it to a thread
             for i in range(len(images)):
                 fill(i)
         return batch

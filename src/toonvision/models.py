@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from toonvision.taxonomy import task_classes
 
 if TYPE_CHECKING:
@@ -48,7 +50,8 @@ def head(x, units: int):
     from keras import layers
 
     activation = "sigmoid" if units == 1 else "softmax"
-    return layers.Dense(units=units, activation=activation, name="head")(x)
+    # float32 even in a mixed-precision model: probabilities near 0 and 1 need more than bfloat16's 8 bits.
+    return layers.Dense(units=units, activation=activation, name="head", dtype="float32")(x)
 
 
 def augmentation_block(seed: int | None = None) -> keras.Sequential:
@@ -136,3 +139,59 @@ def padded(x, units: int, dropout: float):
     if dropout:
         x = layers.Dropout(min(dropout, 0.5))(x)
     return head(x, units)
+
+
+@dataclass(frozen=True)
+class PooledStem:
+    """A network that opens with Rescaling(scale) then a max-pool: ``model(x) == tail(max_pool(x) * scale)``.
+
+    Max-pooling commutes with multiplying by a positive scale (rounding keeps order), so the pool can run first,
+    on the uint8 pixels: a quarter of the bytes for everything after, and the rescale on a quarter of the
+    values. Exactly the same numbers come out.
+    """
+
+    scale: float
+    pool: tuple[int, int]
+    tail: keras.Model  # from the pool's output to the model's output, sharing the model's layers
+
+    def pool_pixels(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W, C) uint8 -> (N, H // ph, W // pw, C) uint8 max-pooled as the model's layer does (valid)."""
+        ph, pw = self.pool
+        height, width = images.shape[1] // ph * ph, images.shape[2] // pw * pw
+        out = images[:, 0:height:ph, 0:width:pw].copy()
+        for dy in range(ph):
+            for dx in range(pw):
+                if dy or dx:
+                    np.maximum(out, images[:, dy:height:ph, dx:width:pw], out=out)
+        return out
+
+    def tail_inputs(self, images: np.ndarray) -> np.ndarray:
+        """What the tail takes for uint8 crops: pooled, then rescaled, as float32."""
+        return self.pool_pixels(images).astype(np.float32) * np.float32(self.scale)
+
+
+def pooled_stem(model: keras.Model) -> PooledStem | None:
+    """The model's :class:`PooledStem`, or None unless the inference graph is input -> (augmentation) ->
+    Rescaling(scale > 0, no offset) -> MaxPooling2D (valid, strides = pool) with nothing else reading those."""
+    import keras
+    from keras import layers
+
+    ops = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if ops and ops[0].name == "augmentation":  # inactive at inference
+        ops = ops[1:]
+    if len(ops) < 3 or not isinstance(ops[0], layers.Rescaling) or not isinstance(ops[1], layers.MaxPooling2D):
+        return None
+    rescale, pool = ops[0], ops[1]
+    scale, offset = np.asarray(rescale.scale, dtype=np.float64), np.asarray(rescale.offset, dtype=np.float64)
+    strides = pool.strides or pool.pool_size
+    if scale.size != 1 or float(scale) <= 0 or np.any(offset != 0):
+        return None
+    if pool.padding != "valid" or tuple(strides) != tuple(pool.pool_size) or pool.data_format != "channels_last":
+        return None
+    try:
+        if pool.input is not rescale.output or any(rescale.output is layer.input for layer in ops[2:]):
+            return None
+        tail = keras.Model(pool.output, model.output, name=f"{model.name}_tail")
+    except (AttributeError, ValueError):  # a layer used twice has no single input; not a chain
+        return None
+    return PooledStem(float(scale), tuple(pool.pool_size), tail)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
     import keras
 
     from toonvision.datasets import TaskData
+    from toonvision.models import PooledStem
+
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 # Every optimizer the spec compared, by the name users type.
 OPTIMIZERS: dict[str, str] = {
@@ -54,6 +58,7 @@ class TrainConfig:
     batch_size: int = 32
     class_weight: str | None = None  # None or "balanced"
     pad: bool = False  # pad crops to 600x200 instead of stretching them
+    precision: str = "auto"  # "float32", "bfloat16" (mixed) or "auto": bfloat16 where the CPU computes it natively
     seed: int = 0
 
     def validate(self) -> TrainConfig:
@@ -70,6 +75,8 @@ class TrainConfig:
             raise ValueError(f"class weight must be 'balanced' or none, got {self.class_weight!r}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,6 +105,38 @@ def preset(name: str, **overrides: Any) -> TrainConfig:
 
 
 # --- Keras pieces ---
+
+
+def native_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX), where oneDNN's bfloat16
+    convolutions run about 1.7x faster than float32 ones (benchmarks/train_throughput.py). Elsewhere bfloat16 is
+    emulated and slower, so "auto" keeps float32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: no cheap, reliable way to tell
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_precision(precision: str) -> str:
+    """The precision a run computes in: "float32" or "bfloat16" (``auto`` resolved for this machine)."""
+    if precision == "auto":
+        return "bfloat16" if native_bfloat16() else "float32"
+    return precision
+
+
+@contextmanager
+def dtype_policy(precision: str):
+    """Build layers under Keras' policy for ``precision`` (bfloat16 -> "mixed_bfloat16": float32 weights,
+    bfloat16 arithmetic), restoring the previous policy after."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def configure_threads(threads: int | None) -> None:
@@ -169,25 +208,41 @@ class FitResult:
     model: Any
     history: dict[str, list[float]]
     test: dict[str, float] = field(default_factory=dict)
+    precision: str = "float32"
 
 
-def build(cfg: TrainConfig) -> keras.Model:
-    """The model of ``cfg``, compiled. Augmentation is not part of it: the input pipeline augments
-    (see :func:`training_batches`), which gives the same images for a fraction of the cost."""
+def build(cfg: TrainConfig, precision: str = "float32") -> keras.Model:
+    """The model of ``cfg``, compiled, computing in ``precision`` ("float32" or "bfloat16"). Augmentation is
+    not part of it: the input pipeline augments (see :func:`training_batches`), which gives the same images for
+    a fraction of the cost."""
     from toonvision.models import create_model
 
-    model = create_model(
-        cfg.model,
-        cfg.task,
-        augment=False,
-        dropout=cfg.dropout,
-        seed=cfg.seed,
-        model_name=cfg.name.replace(":", "_"),
-    )
+    with dtype_policy(precision):
+        model = create_model(
+            cfg.model,
+            cfg.task,
+            augment=False,
+            dropout=cfg.dropout,
+            seed=cfg.seed,
+            model_name=cfg.name.replace(":", "_"),
+        )
     return compile_model(model, cfg)
 
 
-def training_batches(data: TaskData, cfg: TrainConfig):
+def as_float32(model: keras.Model, cfg: TrainConfig) -> keras.Model:
+    """The float32 twin of a model trained in mixed precision: same layers, names and (float32) weights. It is
+    what is saved, evaluated and exported, so a model file never depends on the CPU it was trained on."""
+    import keras
+
+    def float32_layer(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    twin = keras.models.clone_model(model, clone_function=float32_layer)
+    twin.set_weights(model.get_weights())
+    return compile_model(twin, cfg)
+
+
+def training_batches(data: TaskData, cfg: TrainConfig, stem: PooledStem | None = None):
     """Shuffled (and, with ``cfg.augment``, augmented) float32 batches from the decoded uint8 crops.
 
     The crops are held once as a uint8 tensor: nothing is decoded again. A small Python generator yields only
@@ -195,6 +250,11 @@ def training_batches(data: TaskData, cfg: TrainConfig):
     every epoch is reproducible; gathering, augmenting (OpenCV, which releases the GIL: see
     :mod:`toonvision.augmentation`) and the float conversion run in tf.data's parallel map, ahead of the
     training step (prefetch), so they overlap with it.
+
+    With a ``stem`` (a model that opens with Rescaling and a max-pool) the batches are what its tail takes:
+    augmented at full size, then max-pooled on the uint8 pixels and rescaled (without augmentation the whole
+    set is pooled once, up front). The numbers are those the model's own first two layers would give, for a
+    quarter of the bytes through the pipeline and none of that work in the training step.
     """
     import tensorflow as tf
 
@@ -211,21 +271,55 @@ def training_batches(data: TaskData, cfg: TrainConfig):
             idx = order[start : start + cfg.batch_size]
             yield idx, draw_params(rng, len(idx)) if cfg.augment else np.zeros((len(idx), 3), np.float32)
 
+    def augment(batch: np.ndarray, params: np.ndarray) -> np.ndarray:
+        batch = augment_batch(batch, params)
+        return batch if stem is None else stem.pool_pixels(batch)
+
+    if stem is not None and not cfg.augment:
+        x = stem.pool_pixels(x)
+    shape = x.shape[1:] if stem is None or not cfg.augment else stem.pool_pixels(x[:1]).shape[1:]
     images, targets = tf.constant(x), tf.constant(y)
 
     def assemble(idx, params):
         batch = tf.gather(images, idx)
         if cfg.augment:
-            batch = tf.numpy_function(augment_batch, [batch, params], tf.uint8, stateful=False)
-            batch.set_shape((None, *x.shape[1:]))
-        return tf.cast(batch, tf.float32), tf.gather(targets, idx)
+            batch = tf.numpy_function(augment, [batch, params], tf.uint8, stateful=False)
+            batch.set_shape((None, *shape))
+        batch = tf.cast(batch, tf.float32)
+        if stem is not None:
+            batch = batch * np.float32(stem.scale)
+        return batch, tf.gather(targets, idx)
 
     signature = (tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None, 3), tf.float32))
     batches = -(-n // cfg.batch_size)
     # A known length tells Keras where an epoch ends (a generator's length is otherwise unknown).
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
-    return dataset.map(assemble, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)
+    dataset = dataset.map(assemble, num_parallel_calls=pipeline_threads(), deterministic=True)
+    return dataset.prefetch(2).with_options(pipeline_options())
+
+
+def pipeline_threads() -> int:
+    """Parallel batch assembly: as many as the training step's threads (a compare worker's share of cores)."""
+    import tensorflow as tf
+
+    from toonvision.inference import available_cores
+
+    return tf.config.threading.get_intra_op_parallelism_threads() or available_cores()
+
+
+def pipeline_options():
+    """tf.data options of the training and validation inputs: fixed parallelism, no autotuner.
+
+    tf.data's autotuner stalled the first step of about one epoch in two by 0.5-0.7 s on a 2-core CPU (whole
+    epochs then ran at half speed: 300 against 600 img/s for the seed model in bfloat16), more than it could
+    gain on a pipeline this light; batch assembly runs at a fixed parallelism instead.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
 
 
 def fit(
@@ -239,29 +333,46 @@ def fit(
 ) -> FitResult:
     """Train a fresh model from ``cfg`` (seeded) and evaluate it on ``test`` when given."""
     import keras
+    import tensorflow as tf
+
+    from toonvision.models import pooled_stem
 
     cfg.validate()
     if len(train.y) == 0:
         raise ValueError(f"the training split of the {cfg.task!r} task is empty")
     seed_everything(cfg.seed)
-    model = build(cfg)
+    precision = resolve_precision(cfg.precision)
+    model = build(cfg, precision)
+    # The seed model's Rescaling and first max-pool run in the input pipeline, on uint8 pixels; its tail,
+    # which shares every weight with it, is what trains.
+    stem = pooled_stem(model)
+    trainee = compile_model(stem.tail, cfg) if stem is not None else model
     cbs = list(callbacks or [])
     if cfg.lr_step_every:
         cbs.append(keras.callbacks.LearningRateScheduler(step_schedule(cfg)))
     n_classes = len(task_classes(cfg.task))
     weights = class_weights(train.y, n_classes) if cfg.class_weight == "balanced" else None
-    has_val = validate is not None and len(validate.y) > 0
-    history = model.fit(
-        training_batches(train, cfg),
+    validation = None
+    if validate is not None and len(validate.y) > 0:
+        val_x = validate.x if stem is None else stem.tail_inputs(validate.x)
+        validation = tf.data.Dataset.from_tensor_slices((val_x, _targets(validate.y, cfg.task)))
+        validation = validation.batch(cfg.batch_size).with_options(pipeline_options())
+    batches = training_batches(train, cfg, stem)
+    history = trainee.fit(
+        # Repeated, with the epoch's length given: one iterator for the whole run, so the pipeline does not
+        # drain and refill at every epoch boundary (the generator still reshuffles each epoch).
+        batches.repeat(),
+        steps_per_epoch=int(batches.cardinality()),
         epochs=cfg.epochs,
-        validation_data=(validate.x, _targets(validate.y, cfg.task)) if has_val else None,
-        validation_batch_size=cfg.batch_size,
+        validation_data=validation,
         shuffle=False,  # the batches are shuffled already, reproducibly
         class_weight=weights,
         callbacks=cbs,
         verbose=verbose,
     )
-    result = FitResult(model, {k: [float(v) for v in vals] for k, vals in history.history.items()})
+    if precision != "float32":
+        model = as_float32(model, cfg)
+    result = FitResult(model, {k: [float(v) for v in vals] for k, vals in history.history.items()}, precision=precision)
     if test is not None and len(test.y):
         result.test = evaluate(model, test, cfg.task, cfg.batch_size)
     return result
@@ -373,7 +484,12 @@ def train_run(
     write_json(out / "history.json", result.history)
     write_json(
         out / "config.json",
-        {**cfg.to_dict(), "split": source, "counts": {k: len(v.y) for k, v in parts.items()}},
+        {
+            **cfg.to_dict(),
+            "precision_used": result.precision,
+            "split": source,
+            "counts": {k: len(v.y) for k, v in parts.items()},
+        },
     )
     write_json(out / "metrics.json", {"test": result.test, "params": result.model.count_params()})
     write_json(out / "split.json", plan)
