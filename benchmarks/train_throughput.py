@@ -115,12 +115,41 @@ def compute_ceiling(root: Path, epochs: int, seed: int) -> float:
     return len(train.y) * epochs / (time.perf_counter() - start)
 
 
+def accuracy_check(root: Path, ways: dict[str, str | None], runs: int, epochs: int, seed: int) -> None:
+    """Same model, same split, ``runs`` seeds trained for ``epochs`` each way (the baseline recipe): is the
+    faster training as accurate? Prints medians and a Mann-Whitney U test of each of ours against the spec's."""
+    from scipy.stats import mannwhitneyu
+
+    print(f"test accuracy, baseline recipe, {epochs} epochs, seeds {seed}..{seed + runs - 1}, the same split:")
+    accuracy: dict[str, list[float]] = {way: [] for way in ways}
+    for run in range(runs):
+        for way, precision in ways.items():
+            if precision is None:
+                accuracy[way].append(spec_way(root, False, epochs - 1, seed + run)[1])
+            else:
+                accuracy[way].append(our_way(root, False, epochs - 1, seed + run, precision)[1])
+    spec = accuracy["spec (float32)"]
+    for way, values in accuracy.items():
+        line = f"  {way:<24} median {statistics.median(values):.3f}  [" + " ".join(f"{v:.3f}" for v in values) + "]"
+        if ways[way] is not None:
+            p = mannwhitneyu(values, spec).pvalue
+            line += f"  vs spec: p = {p:.2f} ({'within noise' if p > 0.05 else 'different'})"
+        print(line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="workspace with the seed preset split")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; best and median shown")
+    parser.add_argument(
+        "--accuracy-runs",
+        type=int,
+        default=5,
+        help="seeds trained for the full --accuracy-epochs each way to compare test accuracy (0: skip)",
+    )
+    parser.add_argument("--accuracy-epochs", type=int, default=25)
     args = parser.parse_args()
     root = seed_workspace(args.root)
 
@@ -195,6 +224,8 @@ def main() -> None:
         + "; >= 1.5x without: "
         + ", ".join(f"{w} {rates[False, w] / spec_plain:.2f}x" for w in ways if ways[w])
     )
+    if args.accuracy_runs:
+        accuracy_check(root, ways, args.accuracy_runs, args.accuracy_epochs, args.seed)
     cache = PixelCache.for_workspace(Workspace(root), IMAGE_SIZE, pad=False)
     print(f"peak RSS {peak_rss_mb():.0f} MB; pixel cache on disk {cache.disk_bytes() / 1e6:.0f} MB")
 

@@ -136,6 +136,29 @@ def test_metadata_travels_inside_the_file(models, tmp_path):
     assert Classifier.load(exported.path).pad is False
 
 
+def test_exported_graph_takes_uint8_and_pools_first(models, tmp_path):
+    """The seed model's export takes uint8 pixels, max-pools them before the rescale (the model's layers are
+    Rescaling then MaxPool) and computes no shapes at run time; its numbers are the Keras model's."""
+    import onnx
+
+    from toonvision import Classifier
+    from toonvision.export import export
+
+    result = export(models["seed"], tmp_path / "seed.onnx")
+    proto = onnx.load(str(result.path))
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    ops = [node.op_type for node in proto.graph.node]
+    assert ops.index("MaxPool") < ops.index("Mul") < ops.index("Conv")
+    assert "Shape" not in ops and "Gather" not in ops  # Flatten's target shape is a constant
+    used = {name for node in proto.graph.node for name in node.input}
+    assert all(init.name in used for init in proto.graph.initializer)
+    clf = Classifier.load(result.path)
+    assert clf.dtype == np.uint8 and clf.preprocess([np.zeros((600, 200, 3), np.uint8)]).dtype == np.uint8
+    # The padded model has no such stem: it still takes uint8, converted first.
+    padded = onnx.load(str(export(models["padded"], tmp_path / "padded.onnx").path))
+    assert [node.op_type for node in padded.graph.node][0] == "Cast"
+
+
 def test_onnx_classifier_does_not_import_tensorflow(models, tmp_path):
     from toonvision.export import export_onnx
 

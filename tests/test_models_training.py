@@ -175,6 +175,12 @@ def test_train_and_evaluate_from_the_cli(ws):
     assert len(json.loads((run / "history.json").read_text())["loss"]) == 2
     config = json.loads((run / "config.json").read_text())
     assert config["augment"] and config["dropout"] == 0.5 and config["split"] == "seed 1"
+    from toonvision.training import resolve_precision
+
+    assert config["precision"] == "auto" and config["precision_used"] == resolve_precision("auto")
+    assert f"precision=auto ({resolve_precision('auto')} here)" in " ".join(result.stdout.split())
+    bad_precision = run_cli("train", "--root", str(ws.root), "--precision", "float16")
+    assert bad_precision.returncode == 2 and "precision must be one of" in bad_precision.stderr
     ev = run_cli("evaluate", str(run), "--root", str(ws.root))
     assert ev.returncode == 0, ev.stderr
     out = run / "evaluate"

@@ -401,6 +401,20 @@ def draw_architecture(model, path: Path) -> Path:
 # --- train ---
 
 Epochs = Annotated[int, typer.Option(help="Epochs to train (the spec: 25; its optimizer comparison: 20).")]
+Precision = Annotated[
+    str,
+    typer.Option(
+        help="Arithmetic of training: float32, bfloat16 (mixed: float32 weights, bfloat16 products; about 1.7x "
+        "faster where the CPU has AVX512-BF16 or AMX, test accuracy within noise) or auto (bfloat16 where the CPU "
+        "has it). Saved models are float32 either way."
+    ),
+]
+
+
+def _shown_precision(precision: str) -> str:
+    from toonvision.training import resolve_precision
+
+    return f"auto ({resolve_precision('auto')} here)" if precision == "auto" else precision
 
 
 def _config_from_options(**options) -> object:
@@ -437,6 +451,7 @@ def train(
         bool, typer.Option(help="Pad crops to 600x200 keeping their aspect ratio instead of stretching.")
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of weights, shuffling and augmentation.")] = 0,
+    precision: Precision = "auto",
     split_seed: Annotated[
         int | None, typer.Option(help="Split in memory with this seed instead of using the data/ folders.")
     ] = None,
@@ -467,8 +482,10 @@ def train(
         class_weight=class_weight,
         pad=pad,
         seed=seed,
+        precision=precision,
     )
-    header("train", root=root, **{k: v for k, v in cfg.to_dict().items() if k != "name"}, split_seed=split_seed)
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "precision")}
+    header("train", root=root, **settings, precision=_shown_precision(precision), split_seed=split_seed)
     configure_threads(None)
     ws = _workspace(root)
     with _progress() as progress:
@@ -568,6 +585,7 @@ def compare(
     folds: Annotated[int, typer.Option(help="Stratified k-fold cross-validation instead of random re-splits.")] = 0,
     class_weight: Annotated[str | None, typer.Option(help="'balanced' for every configuration.")] = None,
     pad: Annotated[bool, typer.Option(help="Pad crops instead of stretching them.")] = False,
+    precision: Precision = "auto",
     workers: Annotated[int, typer.Option(help="Parallel training workers (0: one per core of the Ray cluster).")] = 0,
     threads: Annotated[int, typer.Option(help="CPU threads per worker.")] = 1,
     address: Annotated[
@@ -592,7 +610,8 @@ def compare(
     names = config or ["baseline", "optimized"]
     try:
         configs = tuple(
-            preset(n, epochs=epochs, task=task, class_weight=class_weight, pad=pad).validate() for n in names
+            preset(n, epochs=epochs, task=task, class_weight=class_weight, pad=pad, precision=precision).validate()
+            for n in names
         )
     except ValueError as exc:
         raise fail(str(exc)) from None
@@ -608,6 +627,7 @@ def compare(
         epochs=epochs,
         seed=seed,
         folds=folds,
+        precision=_shown_precision(precision),
         workers=workers or "auto",
         threads=threads,
         address=address or "local",

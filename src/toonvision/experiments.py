@@ -69,6 +69,7 @@ class RunResult:
     test: dict[str, float]
     seconds: float
     worker: str = ""
+    precision: str = "float32"  # what the worker computed in ("auto" resolved on its CPU)
     weights: list[np.ndarray] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,6 +113,7 @@ def train_job(x: np.ndarray, y: np.ndarray, samples_meta: list, job: Job, worker
         test=result.test,
         seconds=time.perf_counter() - start,
         worker=worker,
+        precision=result.precision,
         weights=result.model.get_weights(),
     )
 

@@ -185,9 +185,14 @@ def settings_section(exp: Experiment, extras: Sequence[Path]) -> str:
         f"<p>Reproduce: <code>toonvision compare --root {esc(_root_of(exp.folder))} "
         + " ".join(f"--config {esc(c['name'])}" for c in exp.configs)
         + f" --task {esc(exp.task)} --runs {exp.identity.get('runs', '')} --epochs {esc(_epochs(exp))}"
-        + f" --seed {exp.identity.get('seed', 0)} --name {esc(exp.name)}</code></p>"
+        + f" --seed {exp.identity.get('seed', 0)} --precision {esc(_precision(exp))} --name {esc(exp.name)}</code></p>"
     )
     return out
+
+
+def _precision(exp: Experiment) -> object:
+    # Experiments from before the setting existed trained in float32.
+    return exp.configs[0].get("precision", "float32") if exp.configs else "float32"
 
 
 def _epochs(exp: Experiment) -> object:
