@@ -156,7 +156,7 @@ def test_exported_graph_takes_uint8_and_pools_first(models, tmp_path):
     assert clf.dtype == np.uint8 and clf.preprocess([np.zeros((600, 200, 3), np.uint8)]).dtype == np.uint8
     # The padded model has no such stem: it still takes uint8, converted first.
     padded = onnx.load(str(export(models["padded"], tmp_path / "padded.onnx").path))
-    assert [node.op_type for node in padded.graph.node][0] == "Cast"
+    assert padded.graph.node[0].op_type == "Cast"
 
 
 def test_onnx_classifier_does_not_import_tensorflow(models, tmp_path):
