@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,7 +71,8 @@ def test_demo_quick_writes_a_report_and_keeps_the_users_files(tmp_path):
         assert min(img.size) > 50 and pixels.std() > 1  # a real picture, not an empty canvas
 
     predictions = json.loads((report.parent / "predictions" / "predictions.json").read_text())
-    assert set(predictions["models"]) == {"binary", "suit", "name"}
+    assert set(predictions["models"]) == set(predictions["onnx"]) == {"binary", "suit", "name"}
+    assert all(Path(path).suffix == ".onnx" and Path(path).is_file() for path in predictions["onnx"].values())
     assert predictions["predictions"] and all(p["true_label"] for p in predictions["predictions"])
 
     # Run again: finished stages are skipped, only the report is rewritten; the user's files are intact.

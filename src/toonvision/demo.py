@@ -13,7 +13,8 @@ what is done (``--fresh`` redoes everything; results then go to new folders, not
     suit      a suit model (4 classes) on the Cog crops
     name      a name model (32 classes) on the Cog crops
     explain   heatmaps of test crops and of the worst mistakes, activations and filters of one crop
-    predict   every box of the held-out screenshots: kind, suit and name, annotated copies
+    predict   every box of the held-out screenshots: kind, suit and name (the models exported to ONNX and run
+              with ONNX Runtime, as a bot would), annotated copies
     report    one self-contained HTML file that tells the experiment
 """
 
@@ -272,16 +273,20 @@ def explain_examples(ws, root: Path, model: Path) -> None:
 
 
 def predict_holdout(holdout_root: Path, out: Path, binary: Path, task_runs: dict[str, Path], console) -> dict:
-    """Every annotated box of the held-out screenshots through the binary, suit and name models."""
+    """Every annotated box of the held-out screenshots through the binary, suit and name models, as a bot
+    would run them: exported to ONNX (into <out>/models/) and classified with ONNX Runtime."""
     from rich.table import Table
 
+    from toonvision.export import export
     from toonvision.inference import Classifier
     from toonvision.prediction import annotate, collect_targets, predict_targets
     from toonvision.training import write_json
 
     shots = sorted((holdout_root / "raw" / "screenshots").glob("*.png"))
     targets = collect_targets(shots)
-    models = {"binary": Classifier.load(binary), **{t: Classifier.load(p) for t, p in task_runs.items()}}
+    sources = {"binary": binary, **task_runs}
+    exported = {task: export(src, out / "models" / f"{task}.onnx").path for task, src in sources.items()}
+    models = {task: Classifier.load(path) for task, path in exported.items()}
     predict_targets(targets, models)
     out.mkdir(parents=True, exist_ok=True)
     table = Table("screenshot", "box", "prediction", "confidence", "true label", title="Held-out screenshots")
@@ -294,7 +299,8 @@ def predict_holdout(holdout_root: Path, out: Path, binary: Path, task_runs: dict
     write_json(
         out / "predictions.json",
         {
-            "models": {t: str(m) for t, m in {"binary": binary, **task_runs}.items()},
+            "models": {t: str(m) for t, m in sources.items()},
+            "onnx": {t: str(m) for t, m in exported.items()},
             "predictions": [p.to_dict() for t in targets for p in t.predictions],
         },
     )

@@ -414,6 +414,9 @@ def extra_section(ws, folder: Path, compute: bool) -> Section | None:
             "<p>Each box of a screenshot the models never saw, with the predicted label and confidence, in the "
             "colours of the suits (Toons in the Toon colour).</p>"
         )
+        if preds.get("onnx"):
+            names = ", ".join(f"<code>{esc(Path(path).name)}</code>" for path in preds["onnx"].values())
+            body += f"<p>Classified as a bot would: the models exported to ONNX ({names}), run by ONNX Runtime.</p>"
         rows = [
             [
                 Path(p["source"]).name,
