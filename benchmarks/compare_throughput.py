@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import DEFAULT_ROOT, seed_workspace
+from _common import DEFAULT_ROOT, epoch_timer, seed_workspace
 
 CONFIGS = ("baseline", "optimized")
 FULL_RUNS, FULL_EPOCHS = 200, 25
@@ -190,25 +190,6 @@ def link_split(samples: list, plan: dict[str, str | None], data: Path) -> None:
             shutil.copyfile(s.path, folder / s.name)
 
 
-def epoch_timer() -> Any:
-    """A Keras callback that records every epoch's duration (validation included) in ``.seconds``."""
-    import keras
-
-    class EpochTimer(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.seconds: list[float] = []
-            self.start = 0.0
-
-        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            self.seconds.append(time.perf_counter() - self.start)
-
-    return EpochTimer()
-
-
 def spec_way(samples: list, runs: int, epochs: int, seed: int, tmp: Path) -> Way:
     """Sequential, in this process, as the spec's ``make_baseline_comparisons`` does it."""
     import keras
@@ -331,9 +312,11 @@ def our_way(root: Path, runs: int, epochs: int, seed: int, workers: int, threads
     label = f"ToonVision, {workers} worker{'s' if workers > 1 else ''} x {threads} thread{'s' if threads > 1 else ''}"
     exp = Experiment(name="bench", configs=tuple(preset(c, epochs=epochs) for c in CONFIGS), runs=runs, seed=seed)
     out, probe, marks = tmp / f"compare-{workers}w", WorkerProbe(), {}
-    if __name__ != "__main__":  # imported: the workers cannot import this file, so ship the hook by value
-        from ray import cloudpickle
+    from ray import cloudpickle
 
+    # The workers cannot import the benchmarks' files: ship the hook (and _common's epoch_timer it calls) by value.
+    cloudpickle.register_pickle_by_value(sys.modules["_common"])
+    if __name__ != "__main__":  # imported: this file too
         cloudpickle.register_pickle_by_value(sys.modules[__name__])
     start = time.perf_counter()
     with LoadMonitor() as load:

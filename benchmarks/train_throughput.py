@@ -22,7 +22,7 @@ import statistics
 import time
 from pathlib import Path
 
-from _common import DEFAULT_ROOT, forward_flops, matmul_peak_gflops, peak_rss_mb, seed_workspace
+from _common import DEFAULT_ROOT, epoch_timer, forward_flops, matmul_peak_gflops, peak_rss_mb, seed_workspace
 
 
 def spec_way(root: Path, augment: bool, epochs: int, seed: int) -> tuple[float, float]:
@@ -65,31 +65,12 @@ def our_way(root: Path, augment: bool, epochs: int, seed: int, precision: str) -
     start = time.perf_counter()
     parts = load_task(find_samples(ws), "binary", ws=ws).by_folder()
     load_seconds = time.perf_counter() - start
-    timer = EpochTimer()
+    timer = epoch_timer()
     cfg = TrainConfig(augment=augment, seed=seed, epochs=1 + epochs, precision=precision)
-    result = fit(cfg, parts["train"], test=parts["test"], callbacks=[timer.callback()])
+    result = fit(cfg, parts["train"], test=parts["test"], callbacks=[timer])
     # Steady state, as for the spec's way; reading the crops from the cache is a one-off per run, printed apart.
     rate = len(parts["train"].y) * epochs / sum(timer.seconds[1:])
     return rate, result.test["accuracy"], load_seconds
-
-
-class EpochTimer:
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-
-    def callback(self):
-        import keras
-
-        timer = self
-
-        class Timer(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                self.start = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                timer.seconds.append(time.perf_counter() - self.start)
-
-        return Timer()
 
 
 def compute_ceiling(root: Path, epochs: int, seed: int) -> float:
