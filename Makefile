@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine with Python 3.11+ and make:
 #   make demo   runs ToonVision end to end on the built-in synthetic dataset (workspace: demo/)
-#   make test   runs the test suite and the linter
+#   make test   runs the linter, the format check and the test suite
 # Both create or refresh .venv (pip install -e '.[dev]') whenever pyproject.toml changes.
 
 PYTHON ?= python3
@@ -23,8 +23,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/toonvision demo --root $(DEMO_ROOT)
 
-test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+test: lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -17,8 +17,8 @@ DEFAULT_ROOT = Path(os.environ.get("TOONVISION_BENCH_ROOT", Path.home() / ".cach
 
 def seed_workspace(root: Path = DEFAULT_ROOT, preset: str = "seed") -> Path:
     """A workspace holding the synthetic seed preset, extracted and split (made once, then reused)."""
-    from toonvision.datasets import find_samples
-    from toonvision.workspace import Workspace
+    from toonvision.data.samples import find_samples
+    from toonvision.data.workspace import Workspace
 
     ws = Workspace(root)
     if not (ws.data / "train").exists() or not find_samples(ws):

@@ -27,6 +27,7 @@ down after each way.
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import os
 import resource
@@ -194,10 +195,10 @@ def spec_way(samples: list, runs: int, epochs: int, seed: int, tmp: Path) -> Way
     """Sequential, in this process, as the spec's ``make_baseline_comparisons`` does it."""
     import keras
 
-    from toonvision.datasets import IMAGE_SIZE
-    from toonvision.models import create_model
-    from toonvision.splitting import plan_split
-    from toonvision.training import compile_model, preset
+    from toonvision.data.images import IMAGE_SIZE
+    from toonvision.data.splitting import plan_split
+    from toonvision.learning.models import create_model
+    from toonvision.learning.training import compile_model, recipe
 
     # model.fit's default shuffle=True does nothing on a tf.data dataset (it is shuffled already): Keras says so.
     warnings.filterwarnings("ignore", message=".*shuffle=True.*tf.data.Dataset")
@@ -224,7 +225,7 @@ def spec_way(samples: list, runs: int, epochs: int, seed: int, tmp: Path) -> Way
             }
             splits.append(time.perf_counter() - start)
             for name in CONFIGS:
-                cfg = preset(name, epochs=epochs, seed=seed + run)
+                cfg = recipe(name, epochs=epochs, seed=seed + run)
                 start, cpu_start = time.perf_counter(), process_cpu()
                 keras.utils.set_random_seed(cfg.seed)
                 model = create_model(cfg.model, cfg.task, augment=cfg.augment, dropout=cfg.dropout, seed=cfg.seed)
@@ -250,22 +251,27 @@ def spec_way(samples: list, runs: int, epochs: int, seed: int, tmp: Path) -> Way
 
 
 def time_epochs_in_worker() -> None:
-    """Ray worker set-up hook: ``toonvision.training.fit`` also records every epoch's duration, in the run's
-    history under ``epoch_seconds`` (the workers otherwise time whole runs only). Keras is imported only when
-    a run starts, after the worker has set its threads."""
-    from toonvision import training
+    """Ray worker set-up hook: the ``fit`` that compare's workers call also records every epoch's duration, in
+    the run's history under ``epoch_seconds`` (the workers otherwise time whole runs only): the time between
+    two epochs' ends, so the first epoch also holds the run's set-up (the report leaves it out). Keras is
+    imported only when a run starts, after the worker has set its threads."""
+    from toonvision.learning import experiments
 
-    original = training.fit
+    original = experiments.fit
 
-    def fit(
-        cfg: Any, train: Any, validate: Any = None, test: Any = None, *, verbose: int = 0, callbacks: Any = None
-    ) -> Any:
-        timer = epoch_timer()
-        result = original(cfg, train, validate, test, verbose=verbose, callbacks=[*(callbacks or []), timer])
-        result.history["epoch_seconds"] = timer.seconds
+    def fit(cfg: Any, train: Any, validate: Any = None, test: Any = None, *, on_epoch: Any = None) -> Any:
+        ends = [time.perf_counter()]
+
+        def timed(epoch: int, logs: dict) -> None:
+            ends.append(time.perf_counter())
+            if on_epoch is not None:
+                on_epoch(epoch, logs)
+
+        result = original(cfg, train, validate, test, on_epoch=timed)
+        result.history["epoch_seconds"] = [b - a for a, b in itertools.pairwise(ends)]
         return result
 
-    training.fit = fit
+    experiments.fit = fit
 
 
 class WorkerProbe:
@@ -305,12 +311,13 @@ def our_way(root: Path, runs: int, epochs: int, seed: int, workers: int, threads
     """``toonvision compare``: ``run_experiment`` with ``workers`` Ray workers of ``threads`` threads each."""
     import ray
 
-    from toonvision.experiments import Experiment, run_experiment, write_outputs
-    from toonvision.training import preset
-    from toonvision.workspace import Workspace
+    from toonvision.data.workspace import Workspace
+    from toonvision.figures.training import draw_experiment
+    from toonvision.learning.experiments import Experiment, run_experiment, write_summary
+    from toonvision.learning.training import recipe
 
     label = f"ToonVision, {workers} worker{'s' if workers > 1 else ''} x {threads} thread{'s' if threads > 1 else ''}"
-    exp = Experiment(name="bench", configs=tuple(preset(c, epochs=epochs) for c in CONFIGS), runs=runs, seed=seed)
+    exp = Experiment(name="bench", configs=tuple(recipe(c, epochs=epochs) for c in CONFIGS), runs=runs, seed=seed)
     out, probe, marks = tmp / f"compare-{workers}w", WorkerProbe(), {}
     from ray import cloudpickle
 
@@ -320,7 +327,7 @@ def our_way(root: Path, runs: int, epochs: int, seed: int, workers: int, threads
         cloudpickle.register_pickle_by_value(sys.modules[__name__])
     start = time.perf_counter()
     with LoadMonitor() as load:
-        # The local instance run_experiment would start (toonvision.experiments._start_ray), plus the hook.
+        # The local instance run_experiment would start (toonvision.learning.experiments.start_ray), plus the hook.
         ray.init(
             num_cpus=max(os.cpu_count() or 1, workers * threads),
             include_dashboard=False,
@@ -345,7 +352,9 @@ def our_way(root: Path, runs: int, epochs: int, seed: int, workers: int, threads
         finally:
             ray.shutdown()
     start = time.perf_counter()
-    write_outputs(out, exp, results)  # the figures and summary the command writes at the end
+    # the figures and summary the command writes at the end
+    draw_experiment(out, list(CONFIGS), results, exp.task)
+    write_summary(out, exp, results)
     figures = time.perf_counter() - start
     for r in results:
         print(f"  {label}: run {r.run} {r.config}: {r.seconds:.1f}s on worker {r.worker}", flush=True)
@@ -424,10 +433,10 @@ def report(ways: list[Way], epochs: int, tf_import: float, cores: int) -> None:
 
 def import_tensorflow() -> float:
     """Import TensorFlow and Keras with their C++ start-up notices kept off the terminal; returns the seconds."""
-    from toonvision.cli import _quiet_tensorflow
+    from toonvision.learning.backend import quiet_tensorflow
 
     start = time.perf_counter()
-    _quiet_tensorflow()
+    quiet_tensorflow()
     import keras  # noqa: F401
 
     return time.perf_counter() - start
@@ -446,8 +455,8 @@ def main() -> None:
     tf_import = import_tensorflow()
     root = seed_workspace(args.root)
 
-    from toonvision.datasets import find_samples, load_task
-    from toonvision.workspace import Workspace
+    from toonvision.data.samples import find_samples, load_task
+    from toonvision.data.workspace import Workspace
 
     ws = Workspace(root)
     samples = find_samples(ws)

@@ -55,15 +55,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=200, help="timed calls per one-crop row (model.predict: 40)")
     parser.add_argument("--rounds", type=int, default=10, help="rounds the calls are spread over, rows in turn")
-    parser.add_argument("--model", default="seed", help="architecture from the registry (toonvision models)")
+    parser.add_argument("--model", default="small_convnet", help="architecture from the registry (toonvision models)")
     args = parser.parse_args()
 
     from PIL import Image
 
-    from toonvision.datasets import fit_image
-    from toonvision.export import export_onnx
-    from toonvision.inference import Classifier, available_cores
-    from toonvision.models import create_model
+    from toonvision.data.images import fit_image
+    from toonvision.learning.backend import available_cores
+    from toonvision.learning.models import create_model
+    from toonvision.serving.export import export_onnx
+    from toonvision.serving.inference import Classifier
 
     cores = available_cores()
     print(f"{cores} cores; load average {os.getloadavg()[0]:.2f} (above 0, other processes share the cores)")

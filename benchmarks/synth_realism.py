@@ -31,8 +31,8 @@ def crops_from_workspace(root: Path, *, skip_difficult: bool = False) -> tuple[n
     """Every box of every screenshot under ``root``/raw, stretched to 600x200. Labels: 0 Cog, 1 Toon."""
     from PIL import Image
 
-    from toonvision.annotations import read_voc
-    from toonvision.workspace import Workspace
+    from toonvision.data.annotations import read_voc
+    from toonvision.data.workspace import Workspace
 
     ws = Workspace(root)
     xmls = sorted(ws.screenshots.glob("*.xml")) + sorted(ws.processed.rglob("*.xml"))
@@ -63,17 +63,17 @@ def stratified_split(y: np.ndarray, seed: int, ratios: tuple[float, float, float
         n_train = int(len(idx) * ratios[0])
         n_val = int(len(idx) * ratios[1])
         parts[0] += idx[:n_train].tolist()
-        parts[1] += idx[n_train:n_train + n_val].tolist()
-        parts[2] += idx[n_train + n_val:].tolist()
+        parts[1] += idx[n_train : n_train + n_val].tolist()
+        parts[2] += idx[n_train + n_val :].tolist()
     return [np.array(sorted(p)) for p in parts]
 
 
 def make_baseline():
     """The spec's baseline: the registry's seed model (its make_model), Adam 1e-3, binary cross-entropy."""
-    from toonvision.models import create_model
-    from toonvision.training import TrainConfig, compile_model
+    from toonvision.learning.models import create_model
+    from toonvision.learning.training import TrainConfig, compile_model
 
-    return compile_model(create_model("seed", "binary", input_shape=(HEIGHT, WIDTH, 3)), TrainConfig())
+    return compile_model(create_model("small_convnet", "binary", input_shape=(HEIGHT, WIDTH, 3)), TrainConfig())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,16 +98,20 @@ def main(argv: list[str] | None = None) -> int:
     if root is None:
         tmp = tempfile.TemporaryDirectory(prefix="toonvision-realism-")
         root = Path(tmp.name)
+    from toonvision.data.workspace import Workspace
     from toonvision.synth import SynthConfig, generate
-    from toonvision.workspace import Workspace
 
     cfg = SynthConfig.from_preset(args.preset, seed=args.seed, screenshots=args.screenshots)
     t0 = time.monotonic()
     summary = generate(Workspace(root), cfg, workers=args.workers)
-    print(f"dataset: preset={args.preset} seed={args.seed} screenshots={cfg.screenshots} "
-          f"written={summary.written} skipped={summary.skipped} ({time.monotonic() - t0:.1f}s)")
-    cache = args.cache or (root / ".toonvision" / f"crops-{args.preset}-{args.seed}-{cfg.screenshots}"
-                           f"{'-nodiff' if args.skip_difficult else ''}.npz")
+    print(
+        f"dataset: preset={args.preset} seed={args.seed} screenshots={cfg.screenshots} "
+        f"written={summary.written} skipped={summary.skipped} ({time.monotonic() - t0:.1f}s)"
+    )
+    cache = args.cache or (
+        root / ".toonvision" / f"crops-{args.preset}-{args.seed}-{cfg.screenshots}"
+        f"{'-nodiff' if args.skip_difficult else ''}.npz"
+    )
     if cache.exists() and summary.written == 0:
         data = np.load(cache)
         X, y = data["X"], data["y"]
@@ -135,11 +139,16 @@ def main(argv: list[str] | None = None) -> int:
         loss, acc = model.evaluate(X[test], y[test], batch_size=64, verbose=0)
         accs.append(acc)
         wrong = round((1 - acc) * len(test))
-        print(f"run {run:3d}: test accuracy {acc:.4f} loss {loss:.3f} ({wrong}/{len(test)} wrong, "
-              f"{time.monotonic() - t:.0f}s)", flush=True)
+        print(
+            f"run {run:3d}: test accuracy {acc:.4f} loss {loss:.3f} ({wrong}/{len(test)} wrong, "
+            f"{time.monotonic() - t:.0f}s)",
+            flush=True,
+        )
         keras.backend.clear_session()
-    print(f"median test accuracy over {len(accs)} runs: {statistics.median(accs):.4f} "
-          f"(min {min(accs):.4f}, max {max(accs):.4f}, mean {statistics.fmean(accs):.4f})")
+    print(
+        f"median test accuracy over {len(accs)} runs: {statistics.median(accs):.4f} "
+        f"(min {min(accs):.4f}, max {max(accs):.4f}, mean {statistics.fmean(accs):.4f})"
+    )
     if tmp is not None:
         tmp.cleanup()
     return 0

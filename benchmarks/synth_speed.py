@@ -17,15 +17,16 @@ from pathlib import Path
 
 def measure(workers: int, screenshots: int, size: tuple[int, int], seed: int) -> tuple[float, float]:
     """(screenshots per second once rendering started, wall seconds including start-up)."""
+    from toonvision.data.workspace import Workspace
     from toonvision.synth import SynthConfig, generate
-    from toonvision.workspace import Workspace
 
     cfg = SynthConfig.from_preset("seed", screenshots=screenshots, seed=seed, width=size[0], height=size[1])
     stamps: list[float] = []
     with tempfile.TemporaryDirectory(prefix="toonvision-speed-") as tmp:
         t0 = time.monotonic()
-        summary = generate(Workspace(Path(tmp)), cfg, workers=workers,
-                           progress=lambda r: stamps.append(time.monotonic()))
+        summary = generate(
+            Workspace(Path(tmp)), cfg, workers=workers, progress=lambda r: stamps.append(time.monotonic())
+        )
         wall = time.monotonic() - t0
     if summary.written != screenshots:
         raise RuntimeError(f"expected {screenshots} screenshots, wrote {summary.written}: {summary.errors[:3]}")
@@ -48,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     one, one_wall = measure(1, args.screenshots, size, args.seed)
     print(f"1 process : {one:6.2f} screenshots/s ({args.screenshots} in {one_wall:.1f}s with start-up)")
     many, many_wall = measure(cores, args.screenshots, size, args.seed)
-    print(f"{cores} processes: {many:6.2f} screenshots/s ({args.screenshots} in {many_wall:.1f}s with start-up), "
-          f"{many / cores:.2f} per core")
+    print(
+        f"{cores} processes: {many:6.2f} screenshots/s ({args.screenshots} in {many_wall:.1f}s with start-up), "
+        f"{many / cores:.2f} per core"
+    )
     return 0
 
 

@@ -2,7 +2,7 @@
 
 (a) the spec's way: ``image_dataset_from_directory`` on the split folders (every crop decoded and resized
     every epoch) with the augmentation layers inside the model;
-(b) ToonVision, through ``toonvision.training.fit`` (what ``train`` and ``compare`` run): decoded-pixel
+(b) ToonVision, through ``toonvision.learning.training.fit`` (what ``train`` and ``compare`` run): decoded-pixel
     cache, batches gathered from a uint8 tensor, augmentation as one OpenCV warp per crop, the seed model's
     Rescaling and first max-pool done on uint8 pixels in the prefetched tf.data pipeline (its tail trains),
     once in float32 and once in the default precision ("auto": bfloat16 where the CPU computes it natively).
@@ -28,9 +28,9 @@ from _common import DEFAULT_ROOT, epoch_timer, forward_flops, matmul_peak_gflops
 def spec_way(root: Path, augment: bool, epochs: int, seed: int) -> tuple[float, float]:
     import keras
 
-    from toonvision.datasets import IMAGE_SIZE
-    from toonvision.models import create_model
-    from toonvision.training import TrainConfig, compile_model
+    from toonvision.data.images import IMAGE_SIZE
+    from toonvision.learning.models import create_model
+    from toonvision.learning.training import TrainConfig, compile_model
 
     keras.utils.set_random_seed(seed)
     load = lambda split, shuffle: keras.utils.image_dataset_from_directory(  # noqa: E731
@@ -44,7 +44,9 @@ def spec_way(root: Path, augment: bool, epochs: int, seed: int) -> tuple[float, 
         verbose=False,
     )
     train, test = load("train", True), load("test", False)
-    model = compile_model(create_model("seed", "binary", augment=augment, seed=seed), TrainConfig(augment=augment))
+    model = compile_model(
+        create_model("small_convnet", "binary", augment=augment, seed=seed), TrainConfig(augment=augment)
+    )
     n = sum(int(b[1].shape[0]) for b in train)
     model.fit(train, epochs=1, verbose=0)  # tracing and warm-up, not timed (the same for both ways)
     start = time.perf_counter()
@@ -55,11 +57,11 @@ def spec_way(root: Path, augment: bool, epochs: int, seed: int) -> tuple[float, 
 
 
 def our_way(root: Path, augment: bool, epochs: int, seed: int, precision: str) -> tuple[float, float, float]:
-    """ToonVision's way, through :func:`toonvision.training.fit` (what ``toonvision train`` and ``compare``
+    """ToonVision's way, through :func:`toonvision.learning.training.fit` (what ``toonvision train`` and ``compare``
     run): one warm-up epoch, then ``epochs`` timed ones."""
-    from toonvision.datasets import find_samples, load_task
-    from toonvision.training import TrainConfig, fit
-    from toonvision.workspace import Workspace
+    from toonvision.data.samples import find_samples, load_task
+    from toonvision.data.workspace import Workspace
+    from toonvision.learning.training import TrainConfig, fit
 
     ws = Workspace(root)
     start = time.perf_counter()
@@ -79,9 +81,9 @@ def compute_ceiling(root: Path, epochs: int, seed: int) -> float:
     import numpy as np
     import tensorflow as tf
 
-    from toonvision.datasets import find_samples, load_task
-    from toonvision.training import TrainConfig, _targets, build, pipeline_options
-    from toonvision.workspace import Workspace
+    from toonvision.data.samples import find_samples, load_task
+    from toonvision.data.workspace import Workspace
+    from toonvision.learning.training import TrainConfig, _targets, build, pipeline_options
 
     ws = Workspace(root)
     train = load_task(find_samples(ws), "binary", ws=ws).by_folder()["train"]
@@ -134,20 +136,21 @@ def main() -> None:
     args = parser.parse_args()
     root = seed_workspace(args.root)
 
-    from toonvision.cache import PixelCache
+    from toonvision.data.cache import PixelCache
 
     # Warm the cache once: a cold cache is a one-off cost per crop, reported separately.
-    from toonvision.datasets import IMAGE_SIZE, find_samples, load_task
-    from toonvision.models import create_model
-    from toonvision.training import resolve_precision
-    from toonvision.workspace import Workspace
+    from toonvision.data.images import IMAGE_SIZE
+    from toonvision.data.samples import find_samples, load_task
+    from toonvision.data.workspace import Workspace
+    from toonvision.learning.backend import resolve_precision
+    from toonvision.learning.models import create_model
 
     start = time.perf_counter()
     load_task(find_samples(Workspace(root)), "binary", ws=Workspace(root))
     print(f"cache fill (first run only): {time.perf_counter() - start:.1f}s")
 
     auto = resolve_precision("auto")
-    flops = forward_flops(create_model("seed", "binary"))
+    flops = forward_flops(create_model("small_convnet", "binary"))
     peaks = {p: matmul_peak_gflops(dtype=p) for p in sorted({"float32", auto})}
     print(f"seed model: {flops / 1e6:.1f} MFLOP forward per image (~{3 * flops / 1e6:.0f} MFLOP per training image)")
     print("matrix-multiply peak measured now: " + ", ".join(f"{v:.1f} GFLOP/s in {k}" for k, v in peaks.items()))

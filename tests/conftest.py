@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from toonvision.annotations import Annotation, Box, voc_bytes
-from toonvision.workspace import Workspace
+from toonvision.data.annotations import Annotation, Box, voc_bytes
+from toonvision.data.workspace import Workspace
 
 # Keep TensorFlow quiet and single-machine friendly in every test process.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -68,11 +68,17 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
 def toy_crops(ws: Workspace, per_label: int = 6, labels: Sequence[str] | None = None, seed: int = 0) -> list[Path]:
     """Small learnable crops straight into unsorted/: Cogs are a suit-coloured suit on a grey field, Toons a
     bright shirt; sizes and positions vary. Enough for a model to learn within a couple of epochs."""
-    from toonvision.taxonomy import SUIT_BY_SHORT, parse_label
+    from toonvision.data.taxonomy import SUIT_BY_SHORT, parse_label
 
     rng = np.random.default_rng(seed)
-    labels = labels or ["cog_bb_flunky", "cog_lb_bloodsucker", "cog_cb_tightwad", "cog_sb_coldcaller",
-                        "toon_cat", "toon_dog"]
+    labels = labels or [
+        "cog_bb_flunky",
+        "cog_lb_bloodsucker",
+        "cog_cb_tightwad",
+        "cog_sb_coldcaller",
+        "toon_cat",
+        "toon_dog",
+    ]
     paths = []
     for label in labels:
         parsed = parse_label(label)

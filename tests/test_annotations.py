@@ -3,7 +3,7 @@ from pathlib import PureWindowsPath
 
 import pytest
 
-from toonvision.annotations import (
+from toonvision.data.annotations import (
     Annotation,
     AnnotationError,
     Box,

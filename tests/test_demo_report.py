@@ -13,8 +13,8 @@ from PIL import Image
 from rich.console import Console
 
 from conftest import add_screenshot, run_cli
-from toonvision.demo import Stages
-from toonvision.workspace import Workspace
+from toonvision.cli.demo import Stages
+from toonvision.data.workspace import Workspace
 
 SECTIONS = [
     "summary",

@@ -36,7 +36,7 @@ def spread_outputs(model, crops: list[np.ndarray], pad: bool) -> None:
     sitting at 0.5 (or saturating): a difference between engines then shows in the probabilities."""
     import keras
 
-    from toonvision.datasets import fit_image
+    from toonvision.data.images import fit_image
 
     x = np.stack([fit_image(Image.fromarray(c), pad=pad) for c in crops]).astype("float32")
     head = model.get_layer("head")
@@ -52,20 +52,20 @@ def models(tmp_path_factory) -> dict[str, Path]:
     """A seed binary model in a run folder (config.json) and a padded suit model kept as 'compare' keeps
     them (<name>.keras with <name>.json, trained with padding), both with augmentation and dropout layers,
     and batch-normalization statistics that are not the identity."""
-    from toonvision.models import create_model
+    from toonvision.learning.models import create_model
 
     root = tmp_path_factory.mktemp("export")
     crops = varied_crops()
     rng = np.random.default_rng(1)
 
-    seed = create_model("seed", "binary", augment=True, dropout=0.5, seed=0)
+    seed = create_model("small_convnet", "binary", augment=True, dropout=0.5, seed=0)
     spread_outputs(seed, crops, pad=False)
     run = root / "runs" / "train" / "binary-seed"
     run.mkdir(parents=True)
     seed.save(run / "model.keras")
-    (run / "config.json").write_text(json.dumps({"task": "binary", "model": "seed", "pad": False}))
+    (run / "config.json").write_text(json.dumps({"task": "binary", "model": "small_convnet", "pad": False}))
 
-    padded = create_model("padded", "suit", augment=True, dropout=0.3, seed=0)
+    padded = create_model("gap_convnet", "suit", augment=True, dropout=0.3, seed=0)
     for layer in padded.layers:
         if type(layer).__name__ == "BatchNormalization":
             n = layer.moving_mean.shape
@@ -75,17 +75,17 @@ def models(tmp_path_factory) -> dict[str, Path]:
     kept = root / "best" / "optimized.keras"
     kept.parent.mkdir()
     padded.save(kept)
-    kept.with_suffix(".json").write_text(json.dumps({"config": {"task": "suit", "model": "padded", "pad": True}}))
-    return {"root": root, "seed": run, "padded": kept}
+    kept.with_suffix(".json").write_text(json.dumps({"config": {"task": "suit", "model": "gap_convnet", "pad": True}}))
+    return {"root": root, "small": run, "gap": kept}
 
 
-@pytest.mark.parametrize(("name", "task", "pad"), [("seed", "binary", False), ("padded", "suit", True)])
+@pytest.mark.parametrize(("name", "task", "pad"), [("small", "binary", False), ("gap", "suit", True)])
 def test_onnx_classifier_matches_keras(models, tmp_path, name, task, pad):
     from toonvision import Classifier
-    from toonvision.export import export_onnx
+    from toonvision.serving.export import export_onnx
 
     path = export_onnx(models[name])
-    expected_path = models[name] / "model.onnx" if name == "seed" else models[name].with_suffix(".onnx")
+    expected_path = models[name] / "model.onnx" if name == "small" else models[name].with_suffix(".onnx")
     assert path == expected_path and path.is_file()
     keras_clf = Classifier.load(models[name])
     onnx_clf = Classifier.load(path)
@@ -115,10 +115,10 @@ def test_metadata_travels_inside_the_file(models, tmp_path):
     import onnxruntime as ort
 
     from toonvision import Classifier
-    from toonvision.export import export
-    from toonvision.inference import onnx_metadata
+    from toonvision.serving.export import export
+    from toonvision.serving.inference import onnx_metadata
 
-    result = export(models["padded"], tmp_path / "alone" / "suits.onnx")
+    result = export(models["gap"], tmp_path / "alone" / "suits.onnx")
     assert result.task == "suit" and result.pad is True and result.max_difference <= ATOL
     meta = onnx_metadata(ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"]))
     assert meta["task"] == "suit" and meta["classes"] == ["bb", "lb", "cb", "sb"]
@@ -130,21 +130,21 @@ def test_metadata_travels_inside_the_file(models, tmp_path):
     assert [i.name for i in session.get_inputs()] == ["crop"] and session.get_outputs()[0].name == "probabilities"
     # A bare .keras file without its .json: the task from the outputs, the padding from the caller.
     bare = tmp_path / "bare.keras"
-    bare.write_bytes(models["padded"].read_bytes())
+    bare.write_bytes(models["gap"].read_bytes())
     exported = export(bare, task="suit", pad=False)
     assert exported.path == tmp_path / "bare.onnx" and exported.pad is False
     assert Classifier.load(exported.path).pad is False
 
 
 def test_exported_graph_takes_uint8_and_pools_first(models, tmp_path):
-    """The seed model's export takes uint8 pixels, max-pools them before the rescale (the model's layers are
+    """The article model's export takes uint8 pixels, max-pools them before the rescale (the model's layers are
     Rescaling then MaxPool) and computes no shapes at run time; its numbers are the Keras model's."""
     import onnx
 
     from toonvision import Classifier
-    from toonvision.export import export
+    from toonvision.serving.export import export
 
-    result = export(models["seed"], tmp_path / "seed.onnx")
+    result = export(models["small"], tmp_path / "seed.onnx")
     proto = onnx.load(str(result.path))
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     ops = [node.op_type for node in proto.graph.node]
@@ -154,15 +154,15 @@ def test_exported_graph_takes_uint8_and_pools_first(models, tmp_path):
     assert all(init.name in used for init in proto.graph.initializer)
     clf = Classifier.load(result.path)
     assert clf.dtype == np.uint8 and clf.preprocess([np.zeros((600, 200, 3), np.uint8)]).dtype == np.uint8
-    # The padded model has no such stem: it still takes uint8, converted first.
-    padded = onnx.load(str(export(models["padded"], tmp_path / "padded.onnx").path))
+    # The gap_convnet model has no such stem: it still takes uint8, converted first.
+    padded = onnx.load(str(export(models["gap"], tmp_path / "padded.onnx").path))
     assert padded.graph.node[0].op_type == "Cast"
 
 
 def test_onnx_classifier_does_not_import_tensorflow(models, tmp_path):
-    from toonvision.export import export_onnx
+    from toonvision.serving.export import export_onnx
 
-    path = export_onnx(models["seed"], tmp_path / "binary.onnx")
+    path = export_onnx(models["small"], tmp_path / "binary.onnx")
     code = (
         "import sys, numpy as np\n"
         "from toonvision import Classifier\n"
@@ -176,19 +176,19 @@ def test_onnx_classifier_does_not_import_tensorflow(models, tmp_path):
 
 
 def test_nothing_is_lost_when_writing(models, tmp_path):
-    from toonvision.export import ExportError, export
+    from toonvision.serving.export import ExportError, export
 
     foreign = tmp_path / "mine.onnx"
     foreign.write_bytes(b"someone's own file")
     with pytest.raises(ExportError, match="not a model exported by ToonVision"):
-        export(models["seed"], foreign)
+        export(models["small"], foreign)
     assert foreign.read_bytes() == b"someone's own file"
     with pytest.raises(ExportError, match=r"must end in \.onnx"):
-        export(models["seed"], tmp_path / "model.keras")
-    first = export(models["seed"], tmp_path / "seed.onnx")
-    again = export(models["seed"], tmp_path / "seed.onnx")  # an earlier export is a derived file: replaced
+        export(models["small"], tmp_path / "model.keras")
+    first = export(models["small"], tmp_path / "seed.onnx")
+    again = export(models["small"], tmp_path / "seed.onnx")  # an earlier export is a derived file: replaced
     assert not first.replaced and again.replaced
-    assert export(models["seed"], foreign, force=True).replaced
+    assert export(models["small"], foreign, force=True).replaced
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left behind
 
 
@@ -220,9 +220,9 @@ def test_cli_export_bad_input(models, tmp_path):
     cases = [
         (["export", str(tmp_path / "missing")], "does not exist"),
         (["export", str(tmp_path)], "holds no model.keras"),
-        (["export", str(models["seed"]), "--format", "tflite"], "unknown format 'tflite'"),
-        (["export", str(models["seed"]), "--task", "colour"], "unknown task 'colour'"),
-        (["export", str(models["seed"]), "--out", str(foreign)], "not a model exported by ToonVision"),
+        (["export", str(models["small"]), "--format", "tflite"], "unknown format 'tflite'"),
+        (["export", str(models["small"]), "--task", "colour"], "unknown task 'colour'"),
+        (["export", str(models["small"]), "--out", str(foreign)], "not a model exported by ToonVision"),
         (["export", str(notes)], "is not a Keras model"),
     ]
     for args, message in cases:

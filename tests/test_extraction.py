@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from conftest import add_screenshot, noise_image, run_cli
-from toonvision.annotations import Annotation, Box, createml_entry, voc_bytes, yolo_text
-from toonvision.datasets import find_samples
-from toonvision.extraction import PNG_KEY, crop_records, extract
-from toonvision.workspace import Workspace
+from toonvision.data.annotations import Annotation, Box, createml_entry, voc_bytes, yolo_text
+from toonvision.data.extraction import PNG_KEY, crop_records, extract
+from toonvision.data.samples import find_samples
+from toonvision.data.workspace import Workspace
 
 BOXES = [("cog_bb_flunky", 10, 10, 100, 200), ("toon_cat", 120, 20, 200, 230), ("cog_lb_bigwig", 210, 5, 300, 235)]
 
@@ -307,7 +307,7 @@ def test_a_zombie_writer_counts_as_dead(tmp_path):
     import subprocess
     import time
 
-    from toonvision.workspace import pid_alive, remove_stale_tmp
+    from toonvision.data.files import pid_alive, remove_stale_tmp
 
     child = subprocess.Popen(["sleep", "60"])
     assert pid_alive(child.pid)

@@ -5,19 +5,14 @@ import pytest
 from PIL import Image
 
 from conftest import run_cli, toy_crops
-from toonvision.interpretation import (
-    Explainer,
-    ExplainError,
-    explain_command,
-    find_crops,
-    grad_cam,
-    layer_geometry,
-    upsample,
-)
-from toonvision.models import create_model
+from toonvision.cli.interpretation import explain as explain_command
+from toonvision.data.files import latest_run_dir
+from toonvision.data.images import ImageError, find_images
+from toonvision.interpretation.cam import grad_cam, layer_geometry, upsample
+from toonvision.interpretation.explainer import Explainer, ExplainError
+from toonvision.learning.models import create_model
 
 keras = pytest.importorskip("keras")
-typer = pytest.importorskip("typer")
 
 YELLOW, MAGENTA = (240, 220, 40), (250, 110, 250)
 SLACK = 20  # half the receptive field of the tiny model's last convolution (40 px)
@@ -113,7 +108,7 @@ def test_activations_have_the_shapes_of_the_layers(patch_model):
     assert [a.name for a in acts] == [layer.name for layer in expected]
     for a, layer in zip(acts, expected, strict=True):
         assert a.values.shape == tuple(layer.output.shape[1:])
-    spec = Explainer(create_model("seed", "binary"), "binary").activations(xt[0])
+    spec = Explainer(create_model("small_convnet", "binary"), "binary").activations(xt[0])
     shapes = [a.values.shape for a in spec]
     assert shapes[:2] == [(300, 100, 3), (298, 98, 16)] and shapes[-1] == (35, 10, 32)  # the spec's figure
 
@@ -175,7 +170,7 @@ def test_cam_geometry_matches_what_each_unit_sees():
     """Each unit of the CAM layer is centred where its gradient support on the input is."""
     import tensorflow as tf
 
-    for name in ("seed", "padded"):
+    for name in ("small_convnet", "gap_convnet"):
         model = create_model(name, "binary")
         explainer = Explainer(model, "binary")
         layer = explainer.cam_layer
@@ -194,7 +189,7 @@ def test_cam_geometry_matches_what_each_unit_sees():
 def test_upsample_places_cells_on_their_centres():
     grid = np.zeros((1, 3, 3), "float32")
     grid[0, 1, 1] = 1
-    model = create_model("seed", "binary")
+    model = create_model("small_convnet", "binary")
     g = layer_geometry(model, [layer for layer in model.layers if type(layer).__name__ == "Conv2D"][-1].name)
     assert (g.rf, g.jump, g.start) == ((36, 36), (8, 8), (17.5, 17.5))
     up = upsample(grid, (600, 200), g)
@@ -216,7 +211,7 @@ def test_grad_cam_weighs_maps_by_mean_gradient():
 
 
 def test_multiclass_padded_model_and_class_choice():
-    explainer = Explainer(create_model("padded", "suit", augment=True, dropout=0.3), "suit")
+    explainer = Explainer(create_model("gap_convnet", "suit", augment=True, dropout=0.3), "suit")
     assert explainer.cam_layer.name.startswith("activation")  # rectified, after the last BatchNormalization
     assert explainer.class_index("lb") == 1 and explainer.class_index("3") == 3
     image = np.random.default_rng(0).integers(0, 255, (1, 600, 200, 3)).astype("uint8")
@@ -232,7 +227,7 @@ def test_augmentation_and_dropout_stay_off():
     """Models with an augmentation block and Dropout are explained in inference mode: same maps twice,
     and filter patterns run through the augmentation block as the identity."""
     keras.utils.set_random_seed(0)
-    explainer = Explainer(create_model("seed", "binary", augment=True, dropout=0.5), "binary")
+    explainer = Explainer(create_model("small_convnet", "binary", augment=True, dropout=0.5), "binary")
     image = np.random.default_rng(1).integers(0, 255, (1, 600, 200, 3)).astype("uint8")
     first, second = (explainer.cams(image, 1, methods=["gradcam", "gradcam++"]) for _ in range(2))
     for method in first.maps:
@@ -259,6 +254,7 @@ def test_filter_patterns(patch_model):
 
 def explain(*args: str):
     """Run the command in-process, as `toonvision explain` will (registered by cli.py)."""
+    import typer
     from typer.testing import CliRunner
 
     app = typer.Typer()
@@ -270,8 +266,8 @@ def explain(*args: str):
 def toy_run(tmp_path_factory):
     """A tiny binary run trained by `toonvision train`, plus two Toons drawn like Cogs (wrong predictions
     waiting to happen)."""
-    from toonvision.taxonomy import SUIT_BY_SHORT
-    from toonvision.workspace import Workspace
+    from toonvision.data.taxonomy import SUIT_BY_SHORT
+    from toonvision.data.workspace import Workspace
 
     ws = Workspace(tmp_path_factory.mktemp("explain") / "ws").init()
     toy_crops(ws, per_label=5)
@@ -291,7 +287,7 @@ def test_explain_a_crop_end_to_end(toy_run):
     crop = next(ws.unsorted_dir("cog").glob("cog_bb_flunky_*.png"))
     result = explain(run, crop, "--root", ws.root, "--steps", "3")
     assert result.exit_code == 0, result.output
-    out = run / "explain"
+    out = latest_run_dir(run, "explain")
     stem = crop.stem
     expected = [f"{stem}.activations.png", f"{stem}.gradcam.png"] + [
         f"filters.{n}.png" for n in ("conv2d", "conv2d_1", "conv2d_2")
@@ -308,18 +304,18 @@ def test_explain_folder_with_class_and_layer(toy_run):
     ws, run = toy_run
     result = explain(run, ws.unsorted_dir("toon"), "--heatmaps", "--class", "cog", "--compare", "none")
     assert result.exit_code == 0, result.output
-    names = sorted(p.name for p in (run / "explain").glob("toon_*.gradcam.class-cog.png"))
+    names = sorted(p.name for p in latest_run_dir(run, "explain").glob("toon_*.gradcam.class-cog.png"))
     assert len(names) == len(list(ws.unsorted_dir("toon").glob("*.png")))
     result = explain(run, "--filters", "--layer", "conv2d_1", "--steps", "2")
     assert result.exit_code == 0, result.output
-    assert (run / "explain" / "filters.conv2d_1.png").exists()
+    assert (latest_run_dir(run, "explain") / "filters.conv2d_1.png").exists()
 
 
 def test_explain_wrong_predictions(toy_run):
     ws, run = toy_run
     result = explain(run, "--wrong", "--root", ws.root, "--top", "4")
     assert result.exit_code == 0, result.output
-    figure = run / "explain" / "wrong.gradcam.png"
+    figure = latest_run_dir(run, "explain") / "wrong.gradcam.png"
     assert figure.exists()
     n_wrong = int(result.output.split(" wrong predictions over")[0].split()[-1])
     assert n_wrong >= 1  # at least the Toons drawn as Bossbots
@@ -336,7 +332,7 @@ def test_bare_keras_file_writes_beside_it(toy_run, tmp_path):
     crop = next(ws.unsorted_dir("toon").glob("*.png"))
     result = explain(bare, crop, "--activations", "--task", "binary")
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "best" / "explain" / f"optimized.{crop.stem}.activations.png").exists()
+    assert (tmp_path / "best" / "explain" / "optimized" / f"{crop.stem}.activations.png").exists()
 
 
 @pytest.mark.parametrize(
@@ -351,12 +347,14 @@ def test_bare_keras_file_writes_beside_it(toy_run, tmp_path):
         (["{run}", "{crop}", "--cam-layer", "flatten"], "no layer with feature maps 'flatten'"),
         (["{run}", "--heatmaps"], "need crops"),
         (["{root}/nothing.keras"], "does not exist"),
-        (["{root}/notes.png"], "is not a Keras model"),
+        (["{root}/notes.png"], "is not a model file"),
+        (["{root}/notes.keras"], "is not a Keras model"),
     ],
 )
 def test_bad_input_is_a_clear_error(toy_run, args, message):
     ws, run = toy_run
     (ws.root / "notes.png").write_text("not an image")
+    (ws.root / "notes.keras").write_text("not a model")
     crop = next(ws.unsorted_dir("cog").glob("*.png"))
     filled = [a.format(run=run, root=ws.root, crop=crop) for a in args]
     result = explain(*filled)
@@ -364,20 +362,23 @@ def test_bad_input_is_a_clear_error(toy_run, args, message):
     assert "error:" in result.output and message in " ".join(result.output.split()), result.output
 
 
-def test_find_crops_in_folders(tmp_path):
+def test_find_images_in_folders(tmp_path):
     (tmp_path / "a").mkdir()
     for name in ("a/x.png", "a/y.jpg", "a/readme.txt"):
         (tmp_path / name).write_bytes(b"")
-    assert [p.name for p in find_crops([tmp_path / "a"])] == ["x.png", "y.jpg"]
+    assert [p.name for p in find_images([tmp_path / "a"])] == ["x.png", "y.jpg"]
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ExplainError, match="holds no images"):
-        find_crops([tmp_path / "empty"])
+    with pytest.raises(ImageError, match="holds no images"):
+        find_images([tmp_path / "empty"])
 
 
 def test_module_imports_no_tensorflow():
     import subprocess
     import sys
 
-    code = "import sys, toonvision.interpretation; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    code = (
+        "import sys, toonvision.interpretation.explainer, toonvision.interpretation.cam; "
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

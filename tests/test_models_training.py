@@ -10,22 +10,33 @@ import pytest
 from PIL import Image
 
 from conftest import run_cli, toy_crops
-from toonvision.datasets import find_samples, load_task
-from toonvision.models import REGISTRY, create_model
-from toonvision.splitting import plan_split
-from toonvision.training import OPTIMIZERS, TrainConfig, build_optimizer, fit, preset, step_schedule
+from toonvision.data.samples import find_samples, load_task
+from toonvision.data.splitting import plan_split
+from toonvision.learning.models import REGISTRY, create_model
+from toonvision.learning.training import OPTIMIZERS, TrainConfig, build_optimizer, fit, recipe, step_schedule
 
 keras = pytest.importorskip("keras")
 
 
 def test_seed_model_is_the_specs_exactly():
-    model = create_model("seed", "binary")
+    model = create_model("small_convnet", "binary")
     assert model.count_params() == 25_537
     kinds = [type(layer).__name__ for layer in model.layers]
-    assert kinds == ["InputLayer", "Rescaling", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D",
-                     "Conv2D", "MaxPooling2D", "Flatten", "Dense"]
+    assert kinds == [
+        "InputLayer",
+        "Rescaling",
+        "MaxPooling2D",
+        "Conv2D",
+        "MaxPooling2D",
+        "Conv2D",
+        "MaxPooling2D",
+        "Conv2D",
+        "MaxPooling2D",
+        "Flatten",
+        "Dense",
+    ]
     assert tuple(model.layers[-2].output.shape[1:]) == (11_200,)
-    with_extras = create_model("seed", "binary", augment=True, dropout=0.9)
+    with_extras = create_model("small_convnet", "binary", augment=True, dropout=0.9)
     assert with_extras.count_params() == 25_537
     kinds = [type(layer).__name__ for layer in with_extras.layers]
     assert kinds[1] == "Sequential" and kinds[-2] == "Dropout"
@@ -45,7 +56,7 @@ def test_every_architecture_builds_for_every_task(name):
 
 
 def test_augmentation_changes_training_inputs_only():
-    model = create_model("seed", "binary", augment=True, seed=1)
+    model = create_model("small_convnet", "binary", augment=True, seed=1)
     aug = model.layers[1]
     x = np.random.default_rng(0).integers(0, 255, (4, 600, 200, 3)).astype("float32")
     assert np.allclose(np.asarray(aug(x, training=False)), x)
@@ -60,8 +71,15 @@ def test_optimizers_and_schedules():
     assert float(schedule(100)) == pytest.approx(1e-3 / (1 + 1e-2 * 100))
     sched = step_schedule(TrainConfig(lr=1e-3, lr_step_every=10, lr_step_factor=0.1))
     assert [sched(e, 0) for e in (0, 9, 10, 25)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-5])
-    assert preset("optimized").dropout == 0.9 and preset("optimized").augment
-    assert preset("optimized:padded").model == "padded"
+    article, optimized = recipe("article"), recipe("optimized")
+    # What the article's code ran: its augmentation never reached the network. What it meant: with it.
+    assert (article.dropout, article.decay, article.augment) == (0.9, 1e-5, False)
+    assert (optimized.dropout, optimized.decay, optimized.augment) == (0.9, 1e-5, True)
+    assert recipe("optimized:gap_convnet").model == "gap_convnet"
+    # The architectures' earlier names, next to --seed and --pad, still work and mean the same.
+    assert recipe("optimized:padded").validate().model == "gap_convnet"
+    assert TrainConfig(model="seed").validate().model == "small_convnet"
+    assert create_model("seed", "binary").count_params() == 25_537
     with pytest.raises(ValueError, match="unknown optimizer"):
         TrainConfig(optimizer="lion").validate()
 
@@ -83,10 +101,13 @@ def test_fit_learns_and_is_reproducible(ws):
 
 
 def test_pooled_stem_gives_the_models_own_numbers():
-    from toonvision.models import pooled_stem
+    from toonvision.learning.models import pooled_stem
 
     x = np.random.default_rng(0).integers(0, 256, (3, 600, 200, 3), dtype=np.uint8)
-    for model in (create_model("seed", "binary"), create_model("seed", "suit", augment=True, dropout=0.5)):
+    for model in (
+        create_model("small_convnet", "binary"),
+        create_model("small_convnet", "suit", augment=True, dropout=0.5),
+    ):
         stem = pooled_stem(model)
         assert stem is not None and stem.pool == (2, 2) and stem.scale == pytest.approx(1 / 255)
         pooled = stem.pool_pixels(x)
@@ -96,18 +117,18 @@ def test_pooled_stem_gives_the_models_own_numbers():
         expected = np.asarray(model(x.astype(np.float32), training=False))
         got = np.asarray(stem.tail(stem.tail_inputs(x), training=False))
         assert np.abs(got - expected).max() <= 1e-6
-    # No stem where the first layers are something else (the padded model convolves full resolution).
-    assert pooled_stem(create_model("padded", "binary")) is None
+    # No stem where the first layers are something else (gap_convnet convolves at full resolution).
+    assert pooled_stem(create_model("gap_convnet", "binary")) is None
 
 
 def test_stem_batches_are_the_full_batches_pooled(ws):
     pytest.importorskip("tensorflow")
-    from toonvision.models import pooled_stem
-    from toonvision.training import training_batches
+    from toonvision.learning.models import pooled_stem
+    from toonvision.learning.training import training_batches
 
     toy_crops(ws, per_label=2)
     data = load_task(find_samples(ws), "binary", ws=ws)
-    stem = pooled_stem(create_model("seed", "binary"))
+    stem = pooled_stem(create_model("small_convnet", "binary"))
     for augment in (False, True):
         cfg = TrainConfig(batch_size=4, seed=2, augment=augment)
         full = list(training_batches(data, cfg).as_numpy_iterator())
@@ -119,9 +140,10 @@ def test_stem_batches_are_the_full_batches_pooled(ws):
 
 
 def test_training_the_tail_trains_the_model(ws):
-    """fit() trains the seed model's tail on pooled batches: in float32 that is the same arithmetic as
+    """fit() trains the article model's tail on pooled batches: in float32 that is the same arithmetic as
     training the whole model on full crops, so the same weights come out."""
-    from toonvision.training import build, seed_everything, training_batches
+    from toonvision.learning.backend import seed_everything
+    from toonvision.learning.training import build, training_batches
 
     toy_crops(ws, per_label=6)
     data = load_task(find_samples(ws), "binary")
@@ -136,7 +158,7 @@ def test_training_the_tail_trains_the_model(ws):
 
 
 def test_mixed_precision_trains_and_saves_float32(ws):
-    from toonvision.training import native_bfloat16, resolve_precision
+    from toonvision.learning.backend import native_bfloat16, resolve_precision
 
     assert resolve_precision("auto") == ("bfloat16" if native_bfloat16() else "float32")
     assert resolve_precision("float32") == "float32"
@@ -154,7 +176,7 @@ def test_mixed_precision_trains_and_saves_float32(ws):
 
 
 def test_pad_keeps_aspect_ratio(tmp_path):
-    from toonvision.datasets import load_image
+    from toonvision.data.images import load_image
 
     Image.new("RGB", (100, 100), (255, 0, 0)).save(tmp_path / "sq.png")
     padded = load_image(tmp_path / "sq.png", pad=True)
@@ -166,8 +188,22 @@ def test_pad_keeps_aspect_ratio(tmp_path):
 
 def test_train_and_evaluate_from_the_cli(ws):
     toy_crops(ws, per_label=6)
-    result = run_cli("train", "--root", str(ws.root), "--epochs", "2", "--split-seed", "1", "--name", "t",
-                     "--augment", "--dropout", "0.5", "--lr-step-every", "1")
+    result = run_cli(
+        "train",
+        "--root",
+        str(ws.root),
+        "--epochs",
+        "2",
+        "--split-seed",
+        "1",
+        "--name",
+        "t",
+        "--augment",
+        "--dropout",
+        "0.5",
+        "--lr-step-every",
+        "1",
+    )
     assert result.returncode == 0, result.stderr
     run = ws.runs / "train" / "binary-t"
     for name in ("model.keras", "history.json", "config.json", "metrics.json", "split.json", "history.png"):
@@ -175,7 +211,7 @@ def test_train_and_evaluate_from_the_cli(ws):
     assert len(json.loads((run / "history.json").read_text())["loss"]) == 2
     config = json.loads((run / "config.json").read_text())
     assert config["augment"] and config["dropout"] == 0.5 and config["split"] == "seed 1"
-    from toonvision.training import resolve_precision
+    from toonvision.learning.backend import resolve_precision
 
     assert config["precision"] == "auto" and config["precision_used"] == resolve_precision("auto")
     assert f"precision=auto ({resolve_precision('auto')} here)" in " ".join(result.stdout.split())
@@ -195,10 +231,12 @@ def test_train_and_evaluate_from_the_cli(ws):
 def test_models_verb_lists_and_draws(ws):
     listing = run_cli("models")
     assert listing.returncode == 0 and "25,537" in listing.stdout and "padded" in listing.stdout
-    shown = run_cli("models", "seed", "--root", str(ws.root))
+    shown = run_cli("models", "seed", "--root", str(ws.root))  # the earlier name of small_convnet
     assert shown.returncode == 0 and "Total params: 25,537" in shown.stdout
-    with Image.open(ws.reports / "model_seed_binary.png") as img:
+    with Image.open(ws.runs / "models" / "small_convnet-binary" / "architecture.png") as img:
         assert img.size[0] > 600
+    again = run_cli("models", "small_convnet", "--root", str(ws.root))
+    assert again.returncode == 0 and (ws.runs / "models" / "small_convnet-binary-2" / "architecture.png").is_file()
     assert run_cli("models", "resnet").returncode == 2
 
 
@@ -206,7 +244,7 @@ def test_optimizers_verb(ws):
     toy_crops(ws, per_label=4)
     result = run_cli("optimizers", "--root", str(ws.root), "--epochs", "1", "--only", "adam", "--only", "sgd")
     assert result.returncode == 0, result.stderr
-    out = ws.runs / "optimizers" / "binary-seed"
+    out = ws.runs / "optimizers" / "binary-small_convnet"
     assert (out / "optimizers.png").stat().st_size > 0
     assert set(json.loads((out / "histories.json").read_text())["histories"]) == {"Adam", "SGD"}
 
@@ -217,8 +255,7 @@ def _results(folder):
 
 def test_compare_through_ray_resumes_after_a_kill(ws):
     toy_crops(ws, per_label=6)
-    args = [sys.executable, "-m", "toonvision.cli", "compare", "--root", str(ws.root), "--epochs", "2",
-            "--name", "exp"]
+    args = [sys.executable, "-m", "toonvision.cli", "compare", "--root", str(ws.root), "--epochs", "2", "--name", "exp"]
     out = ws.runs / "compare" / "exp"
     # Its own process group, so that the kill takes the driver and the local Ray it started, and nothing else.
     proc = subprocess.Popen(
@@ -238,15 +275,19 @@ def test_compare_through_ray_resumes_after_a_kill(ws):
     assert all((out / "results" / n).read_bytes() == stamps[n] for n in first)  # finished runs kept
     for name in ("history.png", "boxplots.png", "summary.md", "summary.json", "best.json"):
         assert (out / name).stat().st_size > 0, name
-    assert sorted(p.name for p in (out / "best").glob("*.keras")) == ["baseline.keras", "optimized.keras"]
+    assert sorted(p.name for p in (out / "best").glob("*.keras")) == ["article.keras", "baseline.keras"]
     assert not list((out / "pending").glob("*.npz"))  # judged results leave no weights behind
     summary = json.loads((out / "summary.json").read_text())
     assert summary["summary"]["baseline"]["accuracy"]["n"] == 3
     assert {t["metric"] for t in summary["tests"]} == {"accuracy", "loss"}
     assert "Mann-Whitney" in (out / "summary.md").read_text()
     # Same seeds give the same numbers, whichever worker trained them: run 0 again in a fresh experiment.
-    again = subprocess.run([*args[:-2], "--name", "again", "--runs", "1", "--config", "baseline"],
-                           capture_output=True, text=True, timeout=600)
+    again = subprocess.run(
+        [*args[:-2], "--name", "again", "--runs", "1", "--config", "baseline"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     r1 = json.loads((out / "results" / "run0000_baseline.json").read_text())
     r2 = json.loads((ws.runs / "compare" / "again" / "results" / "run0000_baseline.json").read_text())
@@ -269,7 +310,7 @@ def test_classifier_api_matches_model_predict(ws):
     assert label in ("cog", "toon") and 0.5 <= confidence <= 1
     batch = clf.predict([Image.open(p) for p in crops])
     assert batch[0].label == label and len(batch) == 5
-    from toonvision.datasets import load_image
+    from toonvision.data.images import load_image
 
     x = np.stack([load_image(p) for p in crops]).astype("float32")
     expected = clf.model.predict(x, verbose=0)[:, 0]
@@ -292,7 +333,7 @@ def test_predict_on_a_screenshot_with_boxes(ws):
     assert set(out["models"]) == {"binary", "suit", "name"}
     preds = out["predictions"]
     assert len(preds) == 2 and [p["true_label"] for p in preds] == ["cog_bb_flunky", "toon_cat"]
-    from toonvision.taxonomy import task_classes
+    from toonvision.data.taxonomy import task_classes
 
     for p in preds:
         assert p["kind"] in ("cog", "toon")

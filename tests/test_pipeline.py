@@ -4,25 +4,26 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import toonvision.datasets as datasets
+import toonvision.data.cache as cache_module
 from conftest import toy_crops
-from toonvision.cache import PixelCache
-from toonvision.datasets import IMAGE_SIZE, find_samples, load_images, load_task
-from toonvision.splitting import split
-from toonvision.training import TrainConfig, training_batches
+from toonvision.data.cache import PixelCache
+from toonvision.data.images import IMAGE_SIZE, load_images
+from toonvision.data.samples import find_samples, load_task
+from toonvision.data.splitting import split
+from toonvision.learning.training import TrainConfig, training_batches
 
 
 @pytest.fixture
 def counted(monkeypatch):
     """Count the crops decoded from PNG."""
     calls = []
-    real = datasets.load_images
+    real = cache_module.load_images
 
     def spy(paths, *args, **kwargs):
         calls.extend(paths)
         return real(paths, *args, **kwargs)
 
-    monkeypatch.setattr(datasets, "load_images", spy)
+    monkeypatch.setattr(cache_module, "load_images", spy)
     return calls
 
 
@@ -105,7 +106,7 @@ def test_opencv_augmentation_matches_tensorflows_resampling():
     layers), given the same flips, angles and zooms, agree up to rounding to whole grey levels, borders
     (reflected) included."""
     pytest.importorskip("tensorflow")
-    from toonvision.augmentation import augment_batch, augment_batch_tf, draw_params
+    from toonvision.learning.augmentation import augment_batch, augment_batch_tf, draw_params
 
     rng = np.random.default_rng(0)
     # Smooth images with structure near the borders, where the reflection rule shows.

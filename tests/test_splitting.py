@@ -9,9 +9,9 @@ from collections import Counter
 import pytest
 
 from conftest import noise_image, run_cli
-from toonvision.datasets import find_samples
-from toonvision.splitting import apply_plan, plan_kfold, plan_split, split, unsplit
-from toonvision.workspace import SPLITS, Workspace
+from toonvision.data.samples import find_samples
+from toonvision.data.splitting import apply_plan, plan_kfold, plan_split, split, unsplit
+from toonvision.data.workspace import SPLITS, Workspace
 
 LABEL_COUNTS = {
     "cog_bb_flunky": 50,
@@ -102,7 +102,7 @@ def test_apply_refuses_to_clobber(ws):
     (ws.split_dir("train", "toon")).mkdir(parents=True, exist_ok=True)
     noise_image(9, 9, seed=5).save(ws.split_dir("train", "toon") / "toon_cat_7.png")
     noise_image(9, 9, seed=6).save(ws.unsorted_dir("toon") / "toon_cat_7.png")  # same name, another file
-    from toonvision.datasets import SampleLayoutError
+    from toonvision.data.samples import SampleLayoutError
 
     with pytest.raises(SampleLayoutError, match=r"toon_cat_7\.png"):
         apply_plan(ws, {})

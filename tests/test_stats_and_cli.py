@@ -5,9 +5,9 @@ import sys
 from PIL import Image
 
 from conftest import add_screenshot, run_cli
-from toonvision.extraction import extract
-from toonvision.splitting import split
-from toonvision.stats import collect
+from toonvision.data.extraction import extract
+from toonvision.data.splitting import split
+from toonvision.data.stats import collect
 
 
 def make_dataset(ws):
@@ -42,7 +42,7 @@ def test_stats_cli_writes_tables_and_plots(ws):
     for word in ("Binary", "Suits", "Streets", "Animals", "bossbot", "twoface", "19 crops in all"):
         assert word in out
     for name in ("dataset_balance.png", "split_balance.png", "crop_sizes.png"):
-        path = ws.reports / name
+        path = ws.runs / "stats" / "dataset" / name
         with Image.open(path) as img:
             assert img.size[0] > 500 and img.size[1] > 300
             # not a blank canvas

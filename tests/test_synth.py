@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from toonvision.annotations import read_voc
+from toonvision.data.annotations import read_voc
+from toonvision.data.taxonomy import STREET_SHORTS, all_labels, parse_label
+from toonvision.data.workspace import Workspace
 from toonvision.synth import PRESETS, SynthConfig, apply_weights, generate, masks_dir, parse_size
 from toonvision.synth.dataset import targets
-from toonvision.taxonomy import STREET_SHORTS, all_labels, parse_label
-from toonvision.workspace import Workspace
 
 pytest.importorskip("panda3d")
 
@@ -55,11 +55,11 @@ def test_same_seed_same_bytes(small_run: tuple[Workspace, SynthConfig], tmp_path
         assert a.png.read_bytes() == b.png.read_bytes()
         assert a.mask.read_bytes() == b.mask.read_bytes()
         # The XML holds the absolute path, which differs between the two roots; the rest is identical.
-        assert a.xml.read_bytes().replace(str(ws.root).encode(), b"ROOT") == \
-            b.xml.read_bytes().replace(str(other.root).encode(), b"ROOT")
+        assert a.xml.read_bytes().replace(str(ws.root).encode(), b"ROOT") == b.xml.read_bytes().replace(
+            str(other.root).encode(), b"ROOT"
+        )
     different = SynthConfig.from_preset("seed", screenshots=1, seed=8, **SMALL)
-    assert different.stem(0) != cfg.stem(0) or \
-        generate(Workspace(tmp_path / "s8"), different, workers=1).written == 1
+    assert different.stem(0) != cfg.stem(0) or generate(Workspace(tmp_path / "s8"), different, workers=1).written == 1
 
 
 def test_files_and_labels(small_run: tuple[Workspace, SynthConfig]) -> None:
@@ -114,8 +114,12 @@ def test_nametags_outside_their_box_and_boxes_from_id_pass(renderer) -> None:
                 continue
             ys, xs = np.nonzero(res.ids == inst.id)
             assert (inst.box.xmax, inst.box.ymax) == (xs.max() + 1, ys.max() + 1)
-            assert inst.box.truncated == (inst.box.xmax == SMALL["width"] or inst.box.ymax == SMALL["height"]
-                                          or inst.box.xmin == 1 or inst.box.ymin == 1)
+            assert inst.box.truncated == (
+                inst.box.xmax == SMALL["width"]
+                or inst.box.ymax == SMALL["height"]
+                or inst.box.xmin == 1
+                or inst.box.ymin == 1
+            )
             if inst.nametag is not None:
                 tags += 1
                 bottom = inst.nametag[3]
@@ -190,15 +194,21 @@ def test_interrupted_run_resumes(tmp_path: Path) -> None:
         import sys
         from pathlib import Path
         from toonvision.synth import SynthConfig, generate
-        from toonvision.workspace import Workspace
+        from toonvision.data.workspace import Workspace
         if __name__ == "__main__":
             cfg = SynthConfig.from_preset("seed", screenshots=40, seed=5, masks=True, width=320, height=180)
             generate(Workspace(Path({str(root)!r})), cfg, workers=2,
                      progress=lambda r: print("done", r.index, flush=True))
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            env=env, start_new_session=True, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+        text=True,
+    )
     seen = 0
     deadline = time.monotonic() + 90
     while seen < 5 and time.monotonic() < deadline:
@@ -221,8 +231,9 @@ def test_interrupted_run_resumes(tmp_path: Path) -> None:
     assert pngs == sorted(f"{cfg.stem(i)}.png" for i in range(40))
     assert len(list(ws.screenshots.glob("*.xml"))) == 40
     assert len(list(masks_dir(ws).glob("*.mask.png"))) == 40
-    leftovers = [p.name for p in list(ws.screenshots.iterdir()) + list(masks_dir(ws).iterdir())
-                 if p.name.startswith(".")]
+    leftovers = [
+        p.name for p in list(ws.screenshots.iterdir()) + list(masks_dir(ws).iterdir()) if p.name.startswith(".")
+    ]
     assert leftovers == []
     for p in ws.screenshots.glob("*.png"):
         with Image.open(p) as im:
@@ -231,16 +242,21 @@ def test_interrupted_run_resumes(tmp_path: Path) -> None:
     clean = Workspace(tmp_path / "clean")
     name = sorted(before)[0]
     index = int(Path(name).stem.split("_")[1])
-    generate(clean, SynthConfig.from_preset("seed", screenshots=index + 1, seed=5, masks=True, **SMALL),
-             workers=1)
+    generate(clean, SynthConfig.from_preset("seed", screenshots=index + 1, seed=5, masks=True, **SMALL), workers=1)
     assert (ws.screenshots / name).read_bytes() == (clean.screenshots / name).read_bytes()
 
 
 def test_command_help_does_not_import_panda3d() -> None:
-    code = ("import sys, toonvision.synth.command, toonvision.synth; "
-            "print(any(m.startswith('panda3d') for m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    code = (
+        "import sys, toonvision.cli.synth, toonvision.synth; print(any(m.startswith('panda3d') for m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )
     assert out.stdout.strip() == "False"
 
 
@@ -248,17 +264,19 @@ def test_command_runs(tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from toonvision.synth.command import synth
+    from toonvision.cli.synth import synth
 
     app = typer.Typer()
     app.command("synth")(synth)
     app.command("noop")(lambda: None)  # two commands, so "synth" is addressed by name as in the real CLI
-    result = CliRunner().invoke(app, ["synth", "--root", str(tmp_path), "-n", "2", "--size", "320x180",
-                                      "--workers", "1", "--weight", "toon=0"])
+    result = CliRunner().invoke(
+        app, ["synth", "--root", str(tmp_path), "-n", "2", "--size", "320x180", "--workers", "1", "--weight", "toon=0"]
+    )
     assert result.exit_code == 0, result.output
     assert "preset=seed" in result.output and "written=2" in result.output
-    again = CliRunner().invoke(app, ["synth", "--root", str(tmp_path), "-n", "2", "--size", "320x180",
-                                     "--workers", "1", "--weight", "toon=0"])
+    again = CliRunner().invoke(
+        app, ["synth", "--root", str(tmp_path), "-n", "2", "--size", "320x180", "--workers", "1", "--weight", "toon=0"]
+    )
     assert "written=0 skipped=2" in again.output
     bad = CliRunner().invoke(app, ["synth", "--root", str(tmp_path), "--weight", "dragon=1"])
     assert bad.exit_code == 2 and "matches no class" in bad.output

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from toonvision.taxonomy import (
+from toonvision.data.taxonomy import (
     ANIMALS,
     STREET_SHORTS,
     SUITS,

@@ -12,7 +12,7 @@ __all__ = ["Classifier", "__version__"]
 def __getattr__(name: str):
     # Lazy, so that importing the package (and every CLI verb) does not import TensorFlow.
     if name == "Classifier":
-        from toonvision.inference import Classifier
+        from toonvision.serving.inference import Classifier
 
         return Classifier
     raise AttributeError(f"module 'toonvision' has no attribute {name!r}")

@@ -35,15 +35,40 @@ BODIES: dict[str, CogBody] = {
 
 # Which body each Cog wears (from the game's three suit types).
 COG_BODY: dict[str, str] = {
-    "flunky": "C", "pencilpusher": "B", "yesman": "A", "micromanager": "C", "downsizer": "B",
-    "headhunter": "A", "corporateraider": "C", "thebigcheese": "A",
-    "bottomfeeder": "C", "bloodsucker": "B", "doubletalker": "A", "ambulancechaser": "B",
-    "backstabber": "A", "spindoctor": "B", "legaleagle": "A", "bigwig": "A",
-    "shortchange": "C", "pennypincher": "A", "tightwad": "C", "beancounter": "B", "numbercruncher": "A",
-    "moneybags": "C", "loanshark": "B", "robberbaron": "A",
-    "coldcaller": "C", "telemarketer": "B", "namedropper": "A", "gladhander": "C", "movershaker": "B",
-    "twoface": "A", "themingler": "A", "mrhollywood": "A",
+    "flunky": "C",
+    "pencilpusher": "B",
+    "yesman": "A",
+    "micromanager": "C",
+    "downsizer": "B",
+    "headhunter": "A",
+    "corporateraider": "C",
+    "thebigcheese": "A",
+    "bottomfeeder": "C",
+    "bloodsucker": "B",
+    "doubletalker": "A",
+    "ambulancechaser": "B",
+    "backstabber": "A",
+    "spindoctor": "B",
+    "legaleagle": "A",
+    "bigwig": "A",
+    "shortchange": "C",
+    "pennypincher": "A",
+    "tightwad": "C",
+    "beancounter": "B",
+    "numbercruncher": "A",
+    "moneybags": "C",
+    "loanshark": "B",
+    "robberbaron": "A",
+    "coldcaller": "C",
+    "telemarketer": "B",
+    "namedropper": "A",
+    "gladhander": "C",
+    "movershaker": "B",
+    "twoface": "A",
+    "themingler": "A",
+    "mrhollywood": "A",
 }
+
 
 def cog_scale(tier: int) -> float:
     """Higher rungs are bigger: the top Cog is about 1.4 times the lowest."""

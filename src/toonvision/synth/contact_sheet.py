@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toonvision.taxonomy import ANIMALS, SUITS, Label
+from toonvision.data.taxonomy import ANIMALS, SUITS, Label
 
 CELL = (180, 300)  # width, height of one close-up
 
@@ -27,8 +27,9 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def render_closeup(label: Label, seed: int = 0, size: tuple[int, int] = CELL, *, yaw: float = 200.0,
-                   street: str = "ttc") -> np.ndarray:
+def render_closeup(
+    label: Label, seed: int = 0, size: tuple[int, int] = CELL, *, yaw: float = 200.0, street: str = "ttc"
+) -> np.ndarray:
     """A front three-quarter close-up of one entity of ``label`` on a plain street-coloured backdrop."""
     from panda3d.core import NodePath
 
@@ -73,13 +74,14 @@ def sheet_rows() -> list[tuple[str, list[Label]]]:
     return rows
 
 
-def render_contact_sheet(path: Path, seed: int = 0, cell: tuple[int, int] = CELL,
-                         rows: Sequence[tuple[str, list[Label]]] | None = None) -> Path:
+def render_contact_sheet(
+    path: Path, seed: int = 0, cell: tuple[int, int] = CELL, rows: Sequence[tuple[str, list[Label]]] | None = None
+) -> Path:
     """Write a PNG grid with one labelled close-up per class; returns ``path``."""
     from PIL import Image, ImageDraw
 
+    from toonvision.data.files import write_bytes_atomic
     from toonvision.synth.dataset import encode_png
-    from toonvision.workspace import write_bytes_atomic
 
     rows = list(rows) if rows is not None else sheet_rows()
     cols = max(len(r[1]) for r in rows)

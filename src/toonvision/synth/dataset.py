@@ -21,10 +21,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from toonvision.annotations import Annotation, AnnotationError, read_voc, voc_bytes, yolo_text
+from toonvision.data.annotations import Annotation, AnnotationError, read_voc, voc_bytes, yolo_text
+from toonvision.data.files import create_exclusive, remove_stale_tmp, write_text_atomic
+from toonvision.data.taxonomy import ANIMALS, SUITS, all_labels
+from toonvision.data.workspace import Workspace
 from toonvision.synth.scene import Realism, street_for
-from toonvision.taxonomy import ANIMALS, SUITS, all_labels
-from toonvision.workspace import Workspace, create_exclusive, pid_alive, write_text_atomic
 
 PNG_LEVEL = 3  # zlib level: fixed, so bytes are reproducible; 3 is a good speed/size trade-off here
 INDEX_DIGITS = 5
@@ -38,8 +39,17 @@ _SEED_COGS: dict[str, tuple[float, ...]] = {
     "sb": (1.4, 1.2, 1.0, 0.9, 1.0, 1.1, 0.2, 0.15),
 }
 _SEED_TOONS: dict[str, float] = {
-    "bear": 0.9, "cat": 2.2, "crocodile": 0.6, "deer": 0.7, "dog": 2.0, "duck": 1.8, "horse": 0.8,
-    "monkey": 0.9, "mouse": 1.6, "pig": 1.0, "rabbit": 1.1,
+    "bear": 0.9,
+    "cat": 2.2,
+    "crocodile": 0.6,
+    "deer": 0.7,
+    "dog": 2.0,
+    "duck": 1.8,
+    "horse": 0.8,
+    "monkey": 0.9,
+    "mouse": 1.6,
+    "pig": 1.0,
+    "rabbit": 1.1,
 }
 
 
@@ -67,10 +77,15 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("seed", 262, _seed_weights(),
-               "like the spec's data: ~650 boxes, Cogs ~2:1 over Toons, top Cogs rare, uneven animals"),
-        Preset("balanced", 500, _balanced_weights(),
-               "the spec's desired balance: ~20 boxes per Cog label, ~58 per animal"),
+        Preset(
+            "seed",
+            262,
+            _seed_weights(),
+            "like the spec's data: ~650 boxes, Cogs ~2:1 over Toons, top Cogs rare, uneven animals",
+        ),
+        Preset(
+            "balanced", 500, _balanced_weights(), "the spec's desired balance: ~20 boxes per Cog label, ~58 per animal"
+        ),
         Preset("large", 10000, _balanced_weights(), "balanced classes at scale"),
         Preset("tiny", 12, _seed_weights(), "for a quick look or a test"),
     )
@@ -221,8 +236,13 @@ def render_files(renderer, cfg: SynthConfig, index: int, t: Targets) -> tuple[di
     """Render screenshot ``index`` and return the bytes of each of its files (PNG first, XML last)."""
     res = renderer.render_index(cfg.seed, index, dict(cfg.weights), cfg.realism)
     ann = Annotation(
-        filename=t.png.name, width=cfg.width, height=cfg.height, depth=3, boxes=res.boxes,
-        folder=t.png.parent.name, path=str(t.png.resolve()),
+        filename=t.png.name,
+        width=cfg.width,
+        height=cfg.height,
+        depth=3,
+        boxes=res.boxes,
+        folder=t.png.parent.name,
+        path=str(t.png.resolve()),
     )
     files: dict[Path, bytes] = {t.png: encode_png(res.image)}
     if t.mask is not None:
@@ -252,6 +272,7 @@ def write_files(files: dict[Path, bytes]) -> list[str]:
 
 # --- worker processes ---------------------------------------------------------------------------------------
 
+
 def _worker_init() -> None:
     # Ctrl-C reaches the whole process group; only the parent handles it (it terminates the pool), so the
     # workers do not each print a traceback.
@@ -280,26 +301,6 @@ def _do_index(renderer, cfg: SynthConfig, ws: Workspace, index: int) -> IndexRes
 
 
 # --- the run ------------------------------------------------------------------------------------------------
-
-
-_TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
-
-
-def clean_stale_temporaries(folders: Iterable[Path], stems: set[str]) -> int:
-    """Remove temporary files that a killed run left behind (``.<file>.<pid>.tmp`` of a dead process)."""
-    removed = 0
-    for folder in folders:
-        if not folder.is_dir():
-            continue
-        for p in folder.iterdir():
-            m = _TMP_RE.match(p.name)
-            if not m or m.group("name").split(".", 1)[0] not in stems:
-                continue
-            if not pid_alive(int(m.group("pid"))):
-                with contextlib.suppress(FileNotFoundError):
-                    p.unlink()
-                    removed += 1
-    return removed
 
 
 def _files_under(folder: Path) -> dict[str, Path]:
@@ -383,7 +384,7 @@ def generate(
     if cfg.masks:
         masks_dir(ws).mkdir(parents=True, exist_ok=True)
     stems = {cfg.stem(i) for i in range(cfg.screenshots)}
-    clean_stale_temporaries([ws.screenshots, masks_dir(ws)], stems)
+    remove_stale_tmp([ws.screenshots, masks_dir(ws)], stems)
     todo = plan_indices(ws, cfg, summary)
     if on_plan is not None:
         on_plan(len(todo))

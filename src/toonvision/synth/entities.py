@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from panda3d.core import NodePath
 
+from toonvision.data.taxonomy import SUIT_BY_SHORT, Label
 from toonvision.synth.anatomy import BODIES, COG_BODY, Look, cog_scale
 from toonvision.synth.geometry import part
 from toonvision.synth.palette import (
@@ -33,7 +34,6 @@ from toonvision.synth.palette import (
     toon_name,
 )
 from toonvision.synth.textures import PATTERNS, shirt_texture
-from toonvision.taxonomy import SUIT_BY_SHORT, Label
 
 
 @dataclass
@@ -62,8 +62,12 @@ def _toon_head(head: NodePath, animal: str, fur: RGB, rng: random.Random) -> flo
     dark = shade(fur, 0.7)
     inner = mix(PINK, fur, 0.3)
     shapes = {
-        "horse": (0.82, 0.9, 1.12), "crocodile": (1.0, 0.95, 0.85), "pig": (1.05, 1.0, 0.95),
-        "bear": (1.05, 1.0, 0.95), "mouse": (0.95, 0.9, 0.95), "deer": (0.9, 0.95, 1.05),
+        "horse": (0.82, 0.9, 1.12),
+        "crocodile": (1.0, 0.95, 0.85),
+        "pig": (1.05, 1.0, 0.95),
+        "bear": (1.05, 1.0, 0.95),
+        "mouse": (0.95, 0.9, 0.95),
+        "deer": (0.9, 0.95, 1.05),
     }
     part(head, "sphere", (0, 0, 0), shapes.get(animal, (1.0, 0.95, 1.0)), fur)
     top = 1.0
@@ -283,23 +287,36 @@ def _toon_hat(head: NodePath, rng: random.Random, animal: str) -> None:
 # --- Cogs ---------------------------------------------------------------------------------------------------
 
 HAND_TINT: dict[str, RGB] = {
-    "bb": (0.93, 0.78, 0.62), "lb": (0.72, 0.72, 0.95), "cb": (0.66, 0.86, 0.62), "sb": (0.95, 0.66, 0.72),
+    "bb": (0.93, 0.78, 0.62),
+    "lb": (0.72, 0.72, 0.95),
+    "cb": (0.66, 0.86, 0.62),
+    "sb": (0.95, 0.66, 0.72),
 }
 TIE: dict[str, RGB] = {
-    "bb": (0.75, 0.15, 0.15), "lb": (0.15, 0.2, 0.35), "cb": (0.85, 0.75, 0.2), "sb": (0.2, 0.2, 0.25),
+    "bb": (0.75, 0.15, 0.15),
+    "lb": (0.15, 0.2, 0.35),
+    "cb": (0.85, 0.75, 0.2),
+    "sb": (0.2, 0.2, 0.25),
 }
 
 HeadFn = Callable[[NodePath, RGB], float]
 
 
-def _face(head: NodePath, y: float = 0.9, z: float = 0.15, spread: float = 0.32, size: float = 0.09,
-          brow: RGB | None = None) -> None:
+def _face(
+    head: NodePath, y: float = 0.9, z: float = 0.15, spread: float = 0.32, size: float = 0.09, brow: RGB | None = None
+) -> None:
     for s in (-1, 1):
         part(head, "sphere", (spread * s, y, z), (size * 1.4, size * 0.8, size * 1.1), WHITE)
         part(head, "sphere", (spread * s, y + size * 0.6, z), (size * 0.7, size * 0.5, size * 0.7), BLACK)
         if brow is not None:
-            part(head, "box", (spread * s, y + 0.02, z + size * 1.8), (size * 3.2, 0.06, size * 0.8), brow,
-                 (0, 0, -12 * s))
+            part(
+                head,
+                "box",
+                (spread * s, y + 0.02, z + size * 1.8),
+                (size * 3.2, 0.06, size * 0.8),
+                brow,
+                (0, 0, -12 * s),
+            )
 
 
 def _grin(head: NodePath, y: float = 0.88, z: float = -0.4, width: float = 0.5) -> None:
@@ -455,8 +472,16 @@ def _h_legaleagle(h: NodePath, skin: RGB) -> float:
 def _h_bigwig(h: NodePath, skin: RGB) -> float:
     part(h, "sphere", (0, 0.1, 0.9), (0.8, 0.8, 0.9), skin)
     wig = (0.96, 0.96, 0.92)
-    for x, y, z in ((0, -0.2, 1.65), (-0.7, -0.1, 1.35), (0.7, -0.1, 1.35), (-0.85, -0.1, 0.8),
-                    (0.85, -0.1, 0.8), (-0.8, -0.1, 0.25), (0.8, -0.1, 0.25), (0, -0.6, 1.0)):
+    for x, y, z in (
+        (0, -0.2, 1.65),
+        (-0.7, -0.1, 1.35),
+        (0.7, -0.1, 1.35),
+        (-0.85, -0.1, 0.8),
+        (0.85, -0.1, 0.8),
+        (-0.8, -0.1, 0.25),
+        (0.8, -0.1, 0.25),
+        (0, -0.6, 1.0),
+    ):
         part(h, "sphere", (x, y, z), (0.5, 0.5, 0.45), wig)
     _face(h, y=0.85, z=1.0, spread=0.28)
     part(h, "box", (0, 0.88, 0.45), (0.35, 0.04, 0.06), BLACK)
@@ -673,18 +698,29 @@ def build_cog(parent: NodePath, suit_short: str, name: str, rng: random.Random, 
         part(leg, "cyl", (0, 0, -body.legs), (0.16, 0.16, body.legs + 0.1), pants, top=1.15)
         part(leg, "box", (0, 0.12, -body.legs - 0.09), (0.32, 0.55, 0.2), (0.05, 0.05, 0.06))
     part(inner, "cyl", (0, 0, hip - 0.1), (body.waist, body.depth * 0.85, 0.35), pants)
-    part(inner, "cyl", (0, 0, hip + 0.15), (body.waist, body.depth, body.torso - 0.15), jacket,
-         top=body.shoulders / body.waist)
+    part(
+        inner,
+        "cyl",
+        (0, 0, hip + 0.15),
+        (body.waist, body.depth, body.torso - 0.15),
+        jacket,
+        top=body.shoulders / body.waist,
+    )
     neck_z = hip + body.torso
-    part(inner, "cyl", (0, 0, neck_z - 0.05), (body.shoulders * 0.98, body.depth * 1.3, 0.1), jacket,
-         top=0.75)
+    part(inner, "cyl", (0, 0, neck_z - 0.05), (body.shoulders * 0.98, body.depth * 1.3, 0.1), jacket, top=0.75)
     # Shirt V, tie and the department's medallion on the chest, just proud of the jacket's widest front.
     front = body.depth * body.shoulders / body.waist + 0.02
     part(inner, "cone", (0, front, neck_z - 0.02), (0.24, 0.03, 0.75), WHITE, (0, 180, 0))
     part(inner, "cone", (0, front + 0.04, neck_z - 0.06), (0.08, 0.03, 0.75), TIE[suit_short], (0, 180, 0))
     part(inner, "box", (0, front + 0.04, neck_z - 0.1), (0.16, 0.04, 0.12), TIE[suit_short])
-    part(inner, "cyl", (body.shoulders * 0.5, front - 0.03, neck_z - 0.55), (0.16, 0.16, 0.06),
-         mix(suit_col, WHITE, 0.55), (0, -90, 0))
+    part(
+        inner,
+        "cyl",
+        (body.shoulders * 0.5, front - 0.03, neck_z - 0.55),
+        (0.16, 0.16, 0.06),
+        mix(suit_col, WHITE, 0.55),
+        (0, -90, 0),
+    )
     part(inner, "cyl", (0, 0, neck_z), (0.17, 0.17, 0.25), (0.55, 0.55, 0.58))
     for s in (-1, 1):
         arm = inner.attachNewNode("arm")

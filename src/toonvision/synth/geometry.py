@@ -169,9 +169,6 @@ def unit_sphere(rings: int = 9, segments: int = 14) -> NodePath:
     return np_
 
 
-SHAPES = ("box", "cyl", "sphere", "cone")
-
-
 def primitive(shape: str, top: float = 1.0) -> NodePath:
     if shape == "box":
         return unit_box()

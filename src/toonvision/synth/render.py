@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from toonvision.annotations import Box, labelimg_truncated
+from toonvision.data.annotations import Box, labelimg_truncated
+from toonvision.data.taxonomy import STREET_SHORTS, Label
 from toonvision.synth.scene import Realism, ScenePlan, child, label_sampler, plan_scene, screenshot_rng
-from toonvision.taxonomy import STREET_SHORTS, Label
 
 ID_STEP = 8  # each ID channel moves in steps of 8 so that TinyPanda's +-1 colour rounding cannot confuse IDs
 
@@ -155,8 +155,14 @@ class Renderer:
         fb.setRgbColor(True)
         fb.setDepthBits(16)
         self.buffer = self.base.graphicsEngine.makeOutput(
-            self.base.pipe, f"synth-{width}x{height}", -10, fb, WindowProperties.size(width, height),
-            GraphicsPipe.BFRefuseWindow, self.base.win.getGsg(), self.base.win,
+            self.base.pipe,
+            f"synth-{width}x{height}",
+            -10,
+            fb,
+            WindowProperties.size(width, height),
+            GraphicsPipe.BFRefuseWindow,
+            self.base.win.getGsg(),
+            self.base.win,
         )
         if self.buffer is None:
             raise RuntimeError(f"Panda3D could not open a {width}x{height} offscreen buffer")
@@ -198,12 +204,15 @@ class Renderer:
         data = np.frombuffer(tex.getRamImageAs("RGB"), np.uint8)
         return data.reshape(self.height, self.width, 3)[::-1]
 
-    def destroy(self) -> None:
-        self.base.graphicsEngine.removeWindow(self.buffer)
-
     # --- one screenshot -----------------------------------------------------------------------------------
-    def render_index(self, seed: int, index: int, weights: dict[str, float], realism: Realism | None = None,
-                     rules: LabelRules | None = None) -> RenderResult:
+    def render_index(
+        self,
+        seed: int,
+        index: int,
+        weights: dict[str, float],
+        realism: Realism | None = None,
+        rules: LabelRules | None = None,
+    ) -> RenderResult:
         from panda3d.core import NodePath
 
         from toonvision.synth.world import build_world
@@ -227,8 +236,9 @@ class Renderer:
         finally:
             scene.removeNode()
 
-    def _render_plan(self, scene: Any, world: Any, plan: ScenePlan, rules: LabelRules,
-                     post_rng: random.Random) -> RenderResult:
+    def _render_plan(
+        self, scene: Any, world: Any, plan: ScenePlan, rules: LabelRules, post_rng: random.Random
+    ) -> RenderResult:
         from toonvision.synth.entities import build_entity
         from toonvision.synth.world import build_prop
 
@@ -254,8 +264,16 @@ class Renderer:
         self.camera.detachNode()
         return result
 
-    def render_entities(self, scene: Any, world_root: Any, entities: list[Any], sky: tuple[float, float, float],
-                        rules: LabelRules | None = None, *, nametags: bool = True) -> RenderResult:
+    def render_entities(
+        self,
+        scene: Any,
+        world_root: Any,
+        entities: list[Any],
+        sky: tuple[float, float, float],
+        rules: LabelRules | None = None,
+        *,
+        nametags: bool = True,
+    ) -> RenderResult:
         """Render ``entities`` (already placed under ``scene``) with the camera as set; label what is seen."""
         rules = rules or LabelRules()
         from panda3d.core import TransparencyAttrib
@@ -330,13 +348,24 @@ class Renderer:
                 y0, y1 = sl[0].start, sl[0].stop
                 x0, x1 = sl[1].start, sl[1].stop
                 vis = pixels / max(1, int(solo[i]))
-                if (vis >= rules.min_visible and y1 - y0 >= rules.min_height and x1 - x0 >= rules.min_width
-                        and _in_frame(extents[i - 1], W, H) >= rules.min_in_frame):
+                if (
+                    vis >= rules.min_visible
+                    and y1 - y0 >= rules.min_height
+                    and x1 - x0 >= rules.min_width
+                    and _in_frame(extents[i - 1], W, H) >= rules.min_in_frame
+                ):
                     # labelImg never writes a coordinate below 1.
                     b = Box(str(ent.label), max(1, x0), max(1, y0), x1, y1)
                     difficult = vis < rules.difficult_visible or (y1 - y0) < rules.difficult_height
-                    box = Box(b.name, b.xmin, b.ymin, b.xmax, b.ymax,
-                              truncated=labelimg_truncated(b, W, H), difficult=difficult)
+                    box = Box(
+                        b.name,
+                        b.xmin,
+                        b.ymin,
+                        b.xmax,
+                        b.ymax,
+                        truncated=labelimg_truncated(b, W, H),
+                        difficult=difficult,
+                    )
             instances.append(Instance(i, ent.label, pixels, int(solo[i]), box, confuser=ent.confuser))
 
         # 3. Main pass with nametags.
@@ -414,8 +443,10 @@ class Renderer:
         node.setScale(line_px)
         node.setPos(round(x), 0, -bottom_px - bottom * line_px)
         rect = (
-            math.floor(x + left * line_px), math.floor(bottom_px - (top - bottom) * line_px),
-            math.ceil(x + right * line_px), math.ceil(bottom_px),
+            math.floor(x + left * line_px),
+            math.floor(bottom_px - (top - bottom) * line_px),
+            math.ceil(x + right * line_px),
+            math.ceil(bottom_px),
         )
         return node, rect
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from toonvision.data.taxonomy import STREET_SHORTS, SUIT_BY_SHORT, Label, all_labels
 from toonvision.synth.anatomy import BODIES, COG_BODY, Look, cog_scale
-from toonvision.taxonomy import STREET_SHORTS, SUIT_BY_SHORT, Label, all_labels
 
 if TYPE_CHECKING:
     from toonvision.synth.world import World
@@ -92,8 +92,14 @@ def label_sampler(weights: Mapping[str, float]) -> tuple[list[Label], list[float
     return labels, w
 
 
-def _free_spot(world: World, rng: random.Random, near: tuple[float, float] | None, spread: float,
-               taken: list[tuple[float, float]], min_gap: float = 1.8) -> tuple[float, float]:
+def _free_spot(
+    world: World,
+    rng: random.Random,
+    near: tuple[float, float] | None,
+    spread: float,
+    taken: list[tuple[float, float]],
+    min_gap: float = 1.8,
+) -> tuple[float, float]:
     spot = (0.0, 0.0)
     for _ in range(40):
         if near is None:
@@ -106,13 +112,14 @@ def _free_spot(world: World, rng: random.Random, near: tuple[float, float] | Non
         if abs(y) > world.facade_y - 1.0:
             continue
         spot = (x, y)
-        if world.clear_of_props(x, y, 0.9) and all((x - a) ** 2 + (y - b) ** 2 > min_gap ** 2 for a, b in taken):
+        if world.clear_of_props(x, y, 0.9) and all((x - a) ** 2 + (y - b) ** 2 > min_gap**2 for a, b in taken):
             return spot
     return spot
 
 
-def plan_scene(world: World, rng: random.Random, labels: list[Label], weights: list[float],
-               realism: Realism, aspect: float) -> ScenePlan:
+def plan_scene(
+    world: World, rng: random.Random, labels: list[Label], weights: list[float], realism: Realism, aspect: float
+) -> ScenePlan:
     mode = rng.choices(MODES, realism.modes)[0]
     if mode == "portrait":
         count = 1 + rng.choices((0, 1, 2), (0.55, 0.3, 0.15))[0]
@@ -191,13 +198,13 @@ def plan_scene(world: World, rng: random.Random, labels: list[Label], weights: l
         yaw = rng.uniform(0, 2 * math.pi)
         # High cameras look down at most ~35 degrees, as ToonTown's camera does; not straight onto heads.
         cz = rng.uniform(5.0, max(5.0, min(16.0, look_z + dist * 0.57))) if high else rng.uniform(2.6, 4.6)
-        horiz = math.sqrt(max(dist ** 2 - (cz - look_z) ** 2, (0.5 * dist) ** 2))
+        horiz = math.sqrt(max(dist**2 - (cz - look_z) ** 2, (0.5 * dist) ** 2))
         px_, py_ = target[0] + horiz * math.cos(yaw), target[1] + horiz * math.sin(yaw)
         if abs(py_) > world.facade_y - 0.6:
             continue
         if not world.clear_of_props(px_, py_, 0.8) and cz < 9:
             continue
-        if any((px_ - p.x) ** 2 + (py_ - p.y) ** 2 < 1.5 ** 2 for p in plans) and cz < 9:
+        if any((px_ - p.x) ** 2 + (py_ - p.y) ** 2 < 1.5**2 for p in plans) and cz < 9:
             continue
         cam = (px_, py_, cz)
         break
@@ -208,8 +215,11 @@ def plan_scene(world: World, rng: random.Random, labels: list[Label], weights: l
     right = (-(target[1] - cam[1]), target[0] - cam[0])
     norm = math.hypot(*right) or 1.0
     off = rng.uniform(-0.6, 0.6) * slack * dist * tan_half * aspect
-    look_at = (target[0] + right[0] / norm * off, target[1] + right[1] / norm * off,
-               look_z + rng.uniform(-0.25, 0.25) * slack * subject_h)
+    look_at = (
+        target[0] + right[0] / norm * off,
+        target[1] + right[1] / norm * off,
+        look_z + rng.uniform(-0.25, 0.25) * slack * subject_h,
+    )
     camera = CameraPlan(cam, look_at, fov)
 
     extra_props: list[tuple[str, float, float]] = []
@@ -222,8 +232,11 @@ def plan_scene(world: World, rng: random.Random, labels: list[Label], weights: l
         if abs(oy) < world.facade_y - 0.8 and math.hypot(ox - cam[0], oy - cam[1]) > 1.6:
             if rng.random() < 0.5:
                 lab = rng.choices(labels, weights)[0]
-                plans.append(EntityPlan(lab, ox, oy, rng.uniform(0, 360), look_for(lab, False),
-                                        rng.getrandbits(32), occluder=True))
+                plans.append(
+                    EntityPlan(
+                        lab, ox, oy, rng.uniform(0, 360), look_for(lab, False), rng.getrandbits(32), occluder=True
+                    )
+                )
             else:
                 kinds = [k for k in world.style.props if k not in ("hedge", "flowers")] or ["lamppost"]
                 extra_props.append((rng.choice(kinds), ox, oy))

@@ -85,10 +85,10 @@ def facade_texture(wall: RGB, window: RGB, lit: bool, variant: int) -> Texture:
                     continue
                 # The door reaches the ground.
                 y1 = h
-                img[y0 - 2:y1, x0 - 2:x1 + 2] = frame
+                img[y0 - 2 : y1, x0 - 2 : x1 + 2] = frame
                 img[y0:y1, x0:x1] = _rgb8(shade(wall, 0.45))
                 continue
-            img[y0 - 2:y1 + 2, x0 - 2:x1 + 2] = frame
+            img[y0 - 2 : y1 + 2, x0 - 2 : x1 + 2] = frame
             pane = glass if (not lit or rng.random() < 0.7) else _rgb8(shade(window, 0.35))
             img[y0:y1, x0:x1] = pane
             img[(y0 + y1) // 2, x0:x1] = frame

@@ -50,10 +50,14 @@ def build_world(parent: NodePath, street: str, rng: random.Random, *, lights_on:
         part(root, "box", (k * 6.0, 0, 0.005), (3.0, 0.25, 0.02), style.road_line)
     for s in (-1, 1):
         y_mid = s * (road_half + sidewalk_w / 2)
-        part(root, "box", (0, y_mid, sidewalk_z / 2 - 0.5), (2 * L, sidewalk_w, sidewalk_z + 1.0),
-             style.sidewalk)
-        part(root, "box", (0, s * (road_half + 0.15), sidewalk_z / 2), (2 * L, 0.3, sidewalk_z + 0.02),
-             shade(style.sidewalk, 0.8))
+        part(root, "box", (0, y_mid, sidewalk_z / 2 - 0.5), (2 * L, sidewalk_w, sidewalk_z + 1.0), style.sidewalk)
+        part(
+            root,
+            "box",
+            (0, s * (road_half + 0.15), sidewalk_z / 2),
+            (2 * L, 0.3, sidewalk_z + 0.02),
+            shade(style.sidewalk, 0.8),
+        )
         _facades(root, style, s, facade_y, rng)
     world = World(street, style, root, road_half, facade_y, sidewalk_z)
     _props(world, rng)
@@ -74,8 +78,14 @@ def _facades(root: NodePath, style: StreetStyle, side: int, facade_y: float, rng
         body.setPos(cx, side * (facade_y + depth / 2), 0)
         part(body, "box", (0, 0, height / 2), (width, depth, height), shade(wall, 0.85))
         tex = facade_texture(wall, style.windows, style.lit_windows, rng.randrange(12))
-        front = part(body, "box", (0, -side * (depth / 2 + 0.03), height / 2 - 0.5), (width - 0.4, 0.06, height - 1.0),
-                     (1, 1, 1), texture=tex)
+        front = part(
+            body,
+            "box",
+            (0, -side * (depth / 2 + 0.03), height / 2 - 0.5),
+            (width - 0.4, 0.06, height - 1.0),
+            (1, 1, 1),
+            texture=tex,
+        )
         if side < 0:
             front.setH(180)
         roof = rng.choice(style.roofs)
@@ -99,8 +109,9 @@ def _props(world: World, rng: random.Random) -> None:
             x += rng.uniform(5.0, 13.0)
 
 
-def build_prop(parent: NodePath, kind: str, pos: tuple[float, float, float], style: StreetStyle,
-               rng: random.Random) -> float:
+def build_prop(
+    parent: NodePath, kind: str, pos: tuple[float, float, float], style: StreetStyle, rng: random.Random
+) -> float:
     """Put one street prop at ``pos``; returns its footprint radius (to keep Toons and Cogs out of it)."""
     node = parent.attachNewNode(kind)
     node.setPos(*pos)

@@ -1,0 +1,3 @@
+from toonvision.cli import main
+
+main()

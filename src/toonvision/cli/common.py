@@ -1,0 +1,94 @@
+"""What every verb shares: the console, the run header, errors, progress bars and the common options.
+
+Only the CLI package imports typer and rich's console; the stages below it report through return values
+and callbacks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from toonvision.data.workspace import Workspace
+
+console = Console()
+err = Console(stderr=True)
+
+Root = Annotated[
+    Path,
+    typer.Option("--root", envvar="TOONVISION_ROOT", help="Workspace root folder.", show_default=True),
+]
+Task = Annotated[str, typer.Option("--task", help="binary (cog vs toon), suit (4 suits) or name (32 Cog names).")]
+Epochs = Annotated[int, typer.Option(help="Epochs to train (the spec: 25; its optimizer comparison: 20).")]
+Precision = Annotated[
+    str,
+    typer.Option(
+        help="Arithmetic of training: float32, bfloat16 (mixed: float32 weights, bfloat16 products; faster where "
+        "the CPU has AVX512-BF16 or AMX, test accuracy within noise) or auto (bfloat16 where the CPU has it). "
+        "Saved models are float32 either way."
+    ),
+]
+
+
+def workspace(root: Path) -> Workspace:
+    from toonvision.data.workspace import Workspace
+
+    return Workspace(root)
+
+
+def header(verb: str, **settings: object) -> None:
+    """Ultralytics-style run header: every setting as key=value."""
+    parts = " ".join(f"[cyan]{k}[/]={v}" for k, v in settings.items())
+    console.print(f"[bold]toonvision {verb}[/]: {parts}", highlight=False)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``error: message`` on standard error; raise what this returns to exit with ``code``."""
+    from rich.text import Text
+
+    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False)
+    return typer.Exit(code)
+
+
+def progress() -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def epoch_bar(bar: Progress, task_id: TaskID):
+    """An ``on_epoch`` hook for training that advances ``task_id`` and shows the epoch's metrics."""
+
+    def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+        shown = " ".join(
+            f"{k}={v:.3f}" for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy")
+        )
+        bar.update(task_id, advance=1, description=f"epoch {epoch + 1}: {shown}")
+
+    return on_epoch
+
+
+def shown_precision(precision: str) -> str:
+    from toonvision.learning.backend import resolve_precision
+
+    return f"auto ({resolve_precision('auto')} here)" if precision == "auto" else precision
+
+
+def tensorflow() -> None:
+    """Import TensorFlow quietly before a verb that needs it prints anything."""
+    from toonvision.learning.backend import quiet_tensorflow
+
+    quiet_tensorflow()

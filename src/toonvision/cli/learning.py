@@ -1,0 +1,421 @@
+"""Verbs of the learning stage: models, train, optimizers, compare, evaluate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from toonvision.cli.common import (
+    Epochs,
+    Precision,
+    Root,
+    Task,
+    console,
+    epoch_bar,
+    fail,
+    header,
+    progress,
+    shown_precision,
+    tensorflow,
+    workspace,
+)
+
+if TYPE_CHECKING:
+    from toonvision.data.workspace import Workspace
+    from toonvision.learning.experiments import Experiment
+    from toonvision.learning.model_files import ModelSource
+    from toonvision.learning.training import TrainConfig
+
+Model = Annotated[str, typer.Option(help="Architecture (see 'toonvision models').")]
+
+
+def models(
+    name: Annotated[str | None, typer.Argument(help="Show this architecture: its summary and a diagram.")] = None,
+    task: Task = "binary",
+    root: Root = Path("img"),
+) -> None:
+    """List the registered architectures with their parameter counts, or show one.
+
+    With NAME: print the Keras summary and write an architecture diagram into a new folder
+    <root>/runs/models/<name>-<task>[-N]/ (Keras' plot_model when Graphviz is installed, otherwise
+    ToonVision's own layered drawing).
+    """
+    tensorflow()
+    from toonvision.data.files import new_run_dir
+    from toonvision.data.taxonomy import TASKS
+    from toonvision.figures.architecture import draw_architecture
+    from toonvision.learning.models import ALIASES, REGISTRY, architecture, create_model
+
+    if name is None:
+        table = Table("model", *TASKS, "what it is", title="Architectures")
+        for arch in REGISTRY.values():
+            counts = [f"{create_model(arch.name, t).count_params():,}" for t in TASKS]
+            table.add_row(arch.name, *counts, arch.summary)
+        console.print(table)
+        console.print("Earlier names still work: " + ", ".join(f"{a} = {n}" for a, n in ALIASES.items()))
+        return
+    try:
+        arch = architecture(name)
+        model = create_model(arch.name, task)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    model.summary(print_fn=lambda line, **_: console.print(line, highlight=False, markup=False))
+    out = new_run_dir(workspace(root).runs / "models", f"{arch.name}-{task}")
+    console.print(f"wrote {draw_architecture(model, out / 'architecture.png')}")
+
+
+def config_from_options(**options: Any) -> TrainConfig:
+    from toonvision.learning.training import TrainConfig
+
+    try:
+        return TrainConfig(**options).validate()
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+
+
+def train(
+    root: Root = Path("img"),
+    task: Task = "binary",
+    model: Model = "small_convnet",
+    epochs: Epochs = 25,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
+    optimizer: Annotated[
+        str, typer.Option(help="sgd, adam, rmsprop, adadelta, adagrad, adamax, nadam or ftrl.")
+    ] = "adam",
+    augment: Annotated[bool, typer.Option(help="Random flip, rotation (0.075) and zoom (0.2) in training.")] = False,
+    dropout: Annotated[float, typer.Option(help="Dropout rate before the head (the article's: 0.9).")] = 0.0,
+    decay: Annotated[float, typer.Option(help="Inverse-time decay per step: lr / (1 + decay * step).")] = 0.0,
+    lr_step_every: Annotated[
+        int, typer.Option(help="Step schedule: multiply lr by --lr-step-factor every N epochs.")
+    ] = 0,
+    lr_step_factor: Annotated[float, typer.Option(help="Factor of the step schedule.")] = 0.1,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 32,
+    class_weight: Annotated[
+        str | None, typer.Option(help="'balanced' weighs classes inversely to their frequency.")
+    ] = None,
+    pad: Annotated[
+        bool, typer.Option(help="Pad crops to 600x200 keeping their aspect ratio instead of stretching.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of weights, shuffling and augmentation.")] = 0,
+    precision: Precision = "auto",
+    split_seed: Annotated[
+        int | None, typer.Option(help="Split in memory with this seed instead of using the data/ folders.")
+    ] = None,
+    name: Annotated[str, typer.Option(help="Name of the run (its folder is runs/train/<task>-<name>).")] = "model",
+) -> None:
+    """Train one model and write its run folder under <root>/runs/train/.
+
+    The run folder holds model.keras, history.json, config.json, metrics.json (test loss and accuracy),
+    split.json and history.png (accuracy and loss, training and validation). Training uses the split in
+    data/{train,validate,test} when there is one, else a 60/20/20 split planned from --split-seed.
+    """
+    cfg = config_from_options(
+        name=name,
+        task=task,
+        model=model,
+        epochs=epochs,
+        lr=lr,
+        optimizer=optimizer,
+        augment=augment,
+        dropout=dropout,
+        decay=decay,
+        lr_step_every=lr_step_every,
+        lr_step_factor=lr_step_factor,
+        batch_size=batch_size,
+        class_weight=class_weight,
+        pad=pad,
+        seed=seed,
+        precision=precision,
+    )
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "precision")}
+    header("train", root=root, **settings, precision=shown_precision(precision), split_seed=split_seed)
+    run_training(workspace(root), cfg, split_seed=split_seed)
+
+
+def run_training(ws: Workspace, cfg: TrainConfig, *, split_seed: int | None = None) -> Path:
+    """One training run with a progress bar per epoch and its history figure; returns the run folder."""
+    tensorflow()
+    from toonvision.figures.training import plot_history
+    from toonvision.learning.backend import configure_threads
+    from toonvision.learning.training import train_run
+
+    configure_threads(None)
+    with progress() as bar:
+        task_id = bar.add_task(f"{cfg.task}: loading crops", total=cfg.epochs)
+        try:
+            out, result = train_run(ws, cfg, split_seed=split_seed, on_epoch=epoch_bar(bar, task_id))
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+    plot_history(result.history, out / "history.png", f"{cfg.task} / {cfg.name} ({cfg.model})")
+    if result.test:
+        console.print(
+            f"{cfg.task}: test accuracy {result.test['accuracy']:.4f}, test loss {result.test['loss']:.4f} "
+            f"on {result.test['n']} crops"
+        )
+    console.print(f"results in {out}")
+    return out
+
+
+def optimizers(
+    root: Root = Path("img"),
+    task: Task = "binary",
+    model: Model = "small_convnet",
+    epochs: Epochs = 20,
+    lr: Annotated[float, typer.Option(help="The same static learning rate for every optimizer.")] = 1e-3,
+    only: Annotated[list[str] | None, typer.Option(help="Compare only these optimizers (repeatable).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split and of every model.")] = 0,
+) -> None:
+    """The spec's optimizer comparison: the same model, data and learning rate trained with SGD, Adam,
+    RMSprop, Adadelta, Adagrad, Adamax, Nadam and Ftrl; one plot of all curves.
+
+    Writes <root>/runs/optimizers/<task>-<model>[-N]/optimizers.png and histories.json.
+    """
+    from toonvision.learning.training import OPTIMIZERS
+
+    names = [o.lower() for o in (only or OPTIMIZERS)]
+    for o in names:
+        if o not in OPTIMIZERS:
+            raise fail(f"unknown optimizer {o!r} (choose from {', '.join(OPTIMIZERS)})")
+    header("optimizers", root=root, task=task, model=model, epochs=epochs, lr=lr, seed=seed, optimizers=",".join(names))
+    tensorflow()
+    from toonvision.figures.training import plot_optimizers
+    from toonvision.learning.training import compare_optimizers
+
+    with progress() as bar:
+        overall = bar.add_task("optimizers", total=len(names))
+
+        def done(optimizer: str, result) -> None:
+            val = result.history.get("val_accuracy", [0])[-1]
+            bar.update(overall, advance=1, description=f"{optimizer}: val_acc {val:.3f}")
+
+        try:
+            found = compare_optimizers(
+                workspace(root), names, task=task, model=model, epochs=epochs, lr=lr, seed=seed, on_done=done
+            )
+        except ValueError as exc:
+            raise fail(f"{exc}: run 'toonvision extract' first") from None
+    path = plot_optimizers(
+        found.histories, found.out / "optimizers.png", f"Optimizers on {task}/{model}, lr {lr:g}, {epochs} epochs"
+    )
+    table = Table("optimizer", "final val acc", "final val loss", "test acc", title="Optimizers")
+    for o, h in found.histories.items():
+        table.add_row(
+            o,
+            f"{h.get('val_accuracy', [float('nan')])[-1]:.3f}",
+            f"{h.get('val_loss', [float('nan')])[-1]:.3f}",
+            f"{found.test[o].get('accuracy', float('nan')):.3f}",
+        )
+    console.print(table)
+    console.print(f"wrote {path}")
+
+
+def compare(
+    root: Root = Path("img"),
+    config: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--config",
+            help="Configurations to compare (repeatable): baseline, article (what the article's code ran: dropout "
+            "0.9 and decay, its augmentation never applied), optimized (the same with the augmentation), or "
+            "<recipe>:<model> such as optimized:gap_convnet. Default: baseline and article.",
+        ),
+    ] = None,
+    task: Task = "binary",
+    runs: Annotated[int, typer.Option(help="Re-split runs (the spec: 200).")] = 3,
+    epochs: Epochs = 25,
+    seed: Annotated[int, typer.Option(help="Run r splits with seed + r and trains with it.")] = 0,
+    folds: Annotated[int, typer.Option(help="Stratified k-fold cross-validation instead of random re-splits.")] = 0,
+    class_weight: Annotated[str | None, typer.Option(help="'balanced' for every configuration.")] = None,
+    pad: Annotated[bool, typer.Option(help="Pad crops instead of stretching them.")] = False,
+    precision: Precision = "auto",
+    workers: Annotated[int, typer.Option(help="Parallel training workers (0: one per core of the Ray cluster).")] = 0,
+    threads: Annotated[int, typer.Option(help="CPU threads per worker.")] = 1,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to use ('auto', host:port or ray://host:10001); default: a private local one."),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Experiment name; the same name resumes it.")] = None,
+) -> None:
+    """The spec's baseline comparison: re-split, train every configuration, evaluate, N times; in parallel.
+
+    Results go to <root>/runs/compare/<name>/: one JSON per run and configuration (so a killed
+    comparison resumes from the runs already finished), best/<config>.keras (kept only when it beats the
+    best so far on both test loss and accuracy), history.png (every run faint, the mean bold),
+    boxplots.png (test accuracy and loss), summary.md/json (median, quartiles, min/max, and a Mann-Whitney U
+    test with a bootstrap interval for each pair).
+    """
+    from dataclasses import replace
+
+    from toonvision.learning.experiments import Experiment
+    from toonvision.learning.training import recipe
+
+    try:
+        configs = tuple(
+            recipe(n, epochs=epochs, task=task, class_weight=class_weight, pad=pad, precision=precision).validate()
+            for n in (config or ["baseline", "article"])
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    configs = tuple(replace(c, name=c.name.replace(":", "-")) for c in configs)
+    exp_name = name or f"{task}-{'-vs-'.join(c.name for c in configs)}"
+    exp = Experiment(name=exp_name, task=task, configs=configs, runs=runs, seed=seed, folds=folds, pad=pad)
+    header(
+        "compare",
+        root=root,
+        task=task,
+        configs=",".join(c.name for c in configs),
+        runs=folds or runs,
+        epochs=epochs,
+        seed=seed,
+        folds=folds,
+        precision=shown_precision(precision),
+        workers=workers or "auto",
+        threads=threads,
+        address=address or "local",
+        name=exp_name,
+    )
+    run_comparison(workspace(root), exp, workers=workers, threads=threads, address=address)
+
+
+def run_comparison(
+    ws: Workspace, exp: Experiment, *, workers: int = 0, threads: int = 1, address: str | None = None
+) -> Path:
+    """An experiment with a progress bar, its figures and summary tables; returns its folder."""
+    tensorflow()
+    from toonvision.figures.training import draw_experiment
+    from toonvision.learning.experiments import run_experiment, write_summary
+
+    out = ws.runs / "compare" / exp.name
+    with progress() as bar:
+        task_id = bar.add_task("starting Ray", total=None)
+
+        def on_start(total: int, done: int) -> None:
+            bar.update(task_id, total=total, completed=done, description="training")
+
+        def on_result(result, messages) -> None:
+            bar.update(
+                task_id,
+                advance=1,
+                description=f"run {result.run} {result.config}: acc {result.test.get('accuracy', 0):.3f}",
+            )
+            for m in messages:
+                bar.console.print(m)
+
+        try:
+            results = run_experiment(
+                ws, exp, out, workers=workers, threads=threads, address=address, on_start=on_start, on_result=on_result
+            )
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+    names = [c.name for c in exp.configs]
+    draw_experiment(out, names, results, exp.task)
+    summary = write_summary(out, exp, results)
+    print_summary(summary)
+    console.print(f"results in {out}")
+    return out
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """The comparison's tables: test metrics per configuration, and the test of every pair."""
+    table = Table("model", "metric", "n", "median", "q1", "q3", "min", "max", title="Test metrics")
+    for model_name, metrics in summary["summary"].items():
+        for metric, st in metrics.items():
+            table.add_row(
+                model_name, metric, str(st["n"]), *(f"{st[k]:.4f}" for k in ("median", "q1", "q3", "min", "max"))
+            )
+    console.print(table)
+    tests = Table(
+        "a", "b", "metric", "median b - a", "95% interval", "p-value", title="Is the difference real? (Mann-Whitney U)"
+    )
+    for t in summary["tests"]:
+        if "p_value" in t:
+            tests.add_row(
+                t["a"],
+                t["b"],
+                t["metric"],
+                f"{t['median_diff']:+.4f}",
+                f"[{t['ci95_low']:+.4f}, {t['ci95_high']:+.4f}]",
+                f"{t['p_value']:.3g}",
+            )
+        else:
+            tests.add_row(t["a"], t["b"], t["metric"], "(needs 2+ runs each)", "", "")
+    console.print(tests)
+
+
+def evaluate(
+    model_path: Annotated[
+        Path,
+        typer.Argument(
+            help="A run folder (runs/train/<run>, or just <run>), its model.keras, or a model kept by compare "
+            "(runs/compare/<exp>/best/<config>.keras)."
+        ),
+    ],
+    root: Root = Path("img"),
+    task: Annotated[str | None, typer.Option(help="Task of a bare .keras file (read from a run folder).")] = None,
+    top: Annotated[int, typer.Option(help="How many wrong predictions to show in the grid.")] = 32,
+) -> None:
+    """Test metrics, confusion matrix, per-class precision/recall, and wrong predictions ranked by error.
+
+    The crops are fitted as the model was trained (padded or stretched) and the test split is the run's
+    own (split.json, or <config>.split.json beside a kept model); a bare model is judged on the data/test
+    folder. Wrong predictions are ranked over the whole dataset, as in the spec: each crop titled with its
+    true label, the error E and the model output A. Writes a new folder <run>/evaluate[-N]/ (for a model
+    kept by 'compare': best/evaluate/<config>[-N]/).
+    """
+    from toonvision.learning.model_files import ModelError, locate_model
+
+    ws = workspace(root)
+    try:
+        source = locate_model(model_path, ws.root)
+    except ModelError as exc:
+        raise fail(str(exc)) from None
+    run_evaluation(ws, source, task=task, top=top)
+
+
+def run_evaluation(ws: Workspace, source: ModelSource, *, task: str | None = None, top: int = 32) -> Path:
+    """Evaluate a located model, print its tables, write evaluation.json and figures; returns the folder."""
+    tensorflow()
+    from toonvision.figures.evaluation import draw_evaluation
+    from toonvision.learning.evaluation import evaluate_source, write_evaluation
+    from toonvision.learning.model_files import ModelError, load_keras_model
+
+    try:
+        model = load_keras_model(source.keras_file())
+    except ModelError as exc:
+        raise fail(str(exc)) from None
+    try:
+        task = source.resolve_task(int(model.output_shape[-1]), task)
+    except ModelError as exc:
+        raise fail(f"{exc} (--task)") from None
+    header("evaluate", model=source.path, task=task, pad=source.pad, split=_split_source(source), top=top)
+    try:
+        ev, data = evaluate_source(ws, source, model, task)
+    except ValueError as exc:
+        raise fail(f"{exc} in {ws.root}: run 'toonvision extract' first") from None
+    out = source.results_dir("evaluate")
+    paths = [write_evaluation(ev, out), *draw_evaluation(ev, data, out, top=top).values()]
+    if ev.test_metrics:
+        console.print(
+            f"test accuracy {ev.test_metrics['accuracy']:.4f}, loss {ev.test_metrics['loss']:.4f} "
+            f"on {ev.test_metrics['n']} crops"
+        )
+    report = ev.report(ev.judged_split)
+    table = Table("class", "precision", "recall", "f1", "support", title="Per class (test split)")
+    for cls in ev.classes:
+        r = report.get(cls, {})
+        if r.get("support"):
+            table.add_row(
+                cls, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1-score']:.3f}", str(int(r["support"]))
+            )
+    console.print(table)
+    console.print(f"{len(ev.wrong())} wrong predictions over {len(ev.predictions)} crops")
+    for p in paths:
+        console.print(f"wrote {p}")
+    return out
+
+
+def _split_source(source: ModelSource) -> str:
+    return "the run's own" if source.split is not None else "the data/ folders"

@@ -1,0 +1,487 @@
+"""Experiments: the spec's ``make_baseline_comparisons``, fanned out with Ray.
+
+For each of N runs the crops are re-split (run r uses seed ``seed + r``, or fold r of a stratified k-fold),
+every configuration is trained on that split and evaluated on its test set. Runs are independent, so Ray
+workers train them in parallel, on this machine (a local Ray instance sized to it) or on a cluster
+(``address``). Every result is written as soon as it arrives, so a killed experiment resumes where it
+stopped. A model is kept only when it beats the best so far on both test loss and test accuracy, as the
+spec does; results are taken in run order for that, so the kept model does not depend on which worker
+finished first.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from toonvision.data.files import read_json, write_bytes_atomic, write_json, write_text_atomic
+from toonvision.data.samples import TaskData, find_samples, load_task
+from toonvision.data.splitting import plan_kfold, plan_split
+from toonvision.learning.training import TrainConfig, build, fit, save_model
+
+if TYPE_CHECKING:
+    from toonvision.data.workspace import Workspace
+
+RESULTS = "results"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    task: str = "binary"
+    configs: tuple[TrainConfig, ...] = ()
+    runs: int = 3
+    seed: int = 0
+    ratios: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    folds: int = 0  # > 0: stratified k-fold, one run per fold, instead of random re-splits
+    pad: bool = False
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for results to be resumed (the number of runs may grow)."""
+        d = asdict(self)
+        d.pop("runs")
+        d["configs"] = [c.to_dict() for c in self.configs]
+        return d
+
+    def run_seed(self, run: int) -> int:
+        return self.seed + run
+
+    def total_runs(self) -> int:
+        return self.folds or self.runs
+
+
+@dataclass
+class Job:
+    run: int
+    config: TrainConfig  # with this run's seed
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    test_idx: np.ndarray
+
+
+@dataclass
+class RunResult:
+    run: int
+    config: str
+    seed: int
+    history: dict[str, list[float]]
+    test: dict[str, float]
+    seconds: float
+    worker: str = ""
+    precision: str = "float32"  # what the worker computed in ("auto" resolved on its CPU)
+    weights: list[np.ndarray] | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("weights")
+        return d
+
+
+class Trainer:
+    """A Ray actor: one process with its own TensorFlow, pinned to ``threads`` threads."""
+
+    def __init__(self, threads: int) -> None:
+        from toonvision.learning.backend import configure_threads, enable_determinism, quiet_tensorflow
+
+        quiet_tensorflow()
+        configure_threads(threads)
+        enable_determinism()  # same seed, same numbers, whichever worker runs the job
+        self.name = f"{platform.node()}:{os.getpid()}"
+
+    def run(self, x: np.ndarray, y: np.ndarray, samples_meta: list, job: Job) -> RunResult:
+        return train_job(x, y, samples_meta, job, self.name)
+
+
+def train_job(x: np.ndarray, y: np.ndarray, samples_meta: list, job: Job, worker: str = "") -> RunResult:
+    def part(idx: np.ndarray) -> TaskData:
+        return TaskData(job.config.task, x[idx], y[idx], [samples_meta[i] for i in idx])
+
+    start = time.perf_counter()
+    result = fit(job.config, part(job.train_idx), part(job.val_idx), part(job.test_idx))
+    return RunResult(
+        run=job.run,
+        config=job.config.name,
+        seed=job.config.seed,
+        history=result.history,
+        test=result.test,
+        seconds=time.perf_counter() - start,
+        worker=worker,
+        precision=result.precision,
+        weights=result.model.get_weights(),
+    )
+
+
+def plans(exp: Experiment, samples: list) -> list[dict[str, str | None]]:
+    if exp.folds:
+        return plan_kfold(samples, exp.folds, seed=exp.seed)
+    return [plan_split(samples, exp.ratios, seed=exp.run_seed(r)) for r in range(exp.runs)]
+
+
+def result_path(out: Path, run: int, config: str) -> Path:
+    return out / RESULTS / f"run{run:04d}_{config.replace(':', '-')}.json"
+
+
+def pending_path(out: Path, run: int, config: str) -> Path:
+    return out / "pending" / f"run{run:04d}_{config.replace(':', '-')}.npz"
+
+
+def save_pending(out: Path, result: RunResult) -> None:
+    """Keep a result's weights until the keeper has judged it (it may have to wait for earlier runs, and
+    the process may be killed meanwhile)."""
+    buf = io.BytesIO()
+    np.savez(buf, *result.weights)
+    write_bytes_atomic(pending_path(out, result.run, result.config), buf.getvalue())
+
+
+def load_pending(out: Path, result: RunResult) -> list[np.ndarray] | None:
+    path = pending_path(out, result.run, result.config)
+    if not path.exists():
+        return None
+    with np.load(path) as data:
+        return [data[f"arr_{i}"] for i in range(len(data.files))]
+
+
+def load_results(out: Path) -> list[RunResult]:
+    results = []
+    for path in sorted((out / RESULTS).glob("run*.json")):
+        data = read_json(path)
+        results.append(RunResult(**{k: v for k, v in data.items() if k != "weights"}))
+    return results
+
+
+def check_resumable(exp: Experiment, out: Path) -> None:
+    saved = out / "experiment.json"
+    if saved.exists():
+        previous = read_json(saved)
+        previous.pop("runs", None)
+        if previous != _json_roundtrip(exp.identity()):
+            raise ValueError(f"{out} holds an experiment with other settings; choose another --name to start a new one")
+
+
+def _json_roundtrip(d: dict) -> dict:
+    """``d`` as it reads back from JSON (tuples become lists), to compare with what was saved."""
+    return json.loads(json.dumps(d))
+
+
+@dataclass
+class Best:
+    loss: float = float("inf")
+    accuracy: float = -1.0
+    run: int | None = None
+
+
+class Keeper:
+    """The spec's rule, applied in run order: keep a model only if it beats the best so far on both
+    test loss and test accuracy."""
+
+    def __init__(self, out: Path, exp: Experiment) -> None:
+        self.out = out
+        self.exp = exp
+        self.state_path = out / "best.json"
+        state = read_json(self.state_path) if self.state_path.exists() else {}
+        self.next_run = state.get("next_run", 0)
+        self.best = {name: Best(**b) for name, b in state.get("best", {}).items()}
+        self.pending: dict[tuple[int, str], RunResult] = {}
+        self.plans: list[dict] = []  # each run's split, saved beside a kept model for evaluation
+
+    def offer(self, result: RunResult) -> list[str]:
+        """Take one result; returns messages about models kept."""
+        self.pending[(result.run, result.config)] = result
+        return self._advance()
+
+    def _advance(self) -> list[str]:
+        names = [c.name for c in self.exp.configs]
+        messages = []
+        while all((self.next_run, n) in self.pending for n in names):
+            for n in names:
+                result = self.pending.pop((self.next_run, n))
+                best = self.best.setdefault(n, Best())
+                loss, acc = result.test.get("loss", float("inf")), result.test.get("accuracy", -1.0)
+                if loss < best.loss and acc > best.accuracy:
+                    self.best[n] = Best(loss, acc, result.run)
+                    weights = result.weights if result.weights is not None else load_pending(self.out, result)
+                    if weights is not None:
+                        self._save(n, result, weights)
+                    messages.append(f"run {result.run}: new best {n} (test loss {loss:.4f}, accuracy {acc:.4f})")
+            self.next_run += 1
+            write_json(
+                self.state_path, {"next_run": self.next_run, "best": {k: asdict(v) for k, v in self.best.items()}}
+            )
+            for n in names:  # judged: the weights are either in best/ now or not needed
+                pending_path(self.out, self.next_run - 1, n).unlink(missing_ok=True)
+        return messages
+
+    def _save(self, name: str, result: RunResult, weights: list[np.ndarray]) -> None:
+        cfg = next(c for c in self.exp.configs if c.name == name)
+        model = build(replace(cfg, seed=result.seed))
+        model.set_weights(weights)
+        folder = self.out / "best"
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = name.replace(":", "-")
+        save_model(model, folder / f"{stem}.keras")
+        write_json(folder / f"{stem}.json", {**result.to_dict(), "config": replace(cfg, seed=result.seed).to_dict()})
+        if result.run < len(self.plans):
+            write_json(folder / f"{stem}.split.json", self.plans[result.run])
+
+
+def _start_ray(address: str | None, workers: int, threads: int):
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    kwargs: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False, "configure_logging": True}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        # A private local instance sized to this machine; its workers see the source tree through the
+        # installed package, so nothing has to be shipped.
+        ray.init(num_cpus=max(os.cpu_count() or 1, workers * threads), include_dashboard=False, **kwargs)
+    return ray
+
+
+def run_experiment(
+    ws: Workspace,
+    exp: Experiment,
+    out: Path,
+    *,
+    workers: int = 0,
+    threads: int = 1,
+    address: str | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+    on_result: Callable[[RunResult, list[str]], None] | None = None,
+) -> list[RunResult]:
+    """Run (or resume) ``exp`` into folder ``out``; returns every result, old and new, in run order."""
+    if not exp.configs:
+        raise ValueError("an experiment needs at least one configuration")
+    if len({c.name for c in exp.configs}) != len(exp.configs):
+        raise ValueError("configuration names must be unique")
+    out.mkdir(parents=True, exist_ok=True)
+    check_resumable(exp, out)
+    write_json(out / "experiment.json", {**_json_roundtrip(exp.identity()), "runs": exp.total_runs()})
+
+    samples = find_samples(ws)
+    data = load_task(samples, exp.task, pad=exp.pad, ws=ws)
+    run_plans = plans(exp, data.samples)
+    done = {(r.run, r.config) for r in load_results(out)}
+    jobs = []
+    for run, plan in enumerate(run_plans):
+        idx = {
+            s: np.array([i for i, smp in enumerate(data.samples) if plan.get(smp.name) == s], dtype=np.int64)
+            for s in ("train", "validate", "test")
+        }
+        for cfg in exp.configs:
+            if (run, cfg.name) in done:
+                continue
+            job_cfg = replace(cfg, task=exp.task, pad=exp.pad, seed=exp.run_seed(run))
+            jobs.append(Job(run, job_cfg, idx["train"], idx["validate"], idx["test"]))
+    total = exp.total_runs() * len(exp.configs)
+    if on_start:
+        on_start(total, total - len(jobs))
+
+    keeper = Keeper(out, exp)
+    keeper.plans = run_plans
+    # Results already on disk from an earlier, interrupted session: feed them back in run order so the
+    # keeper's state catches up (their weights are gone, so an older best stays the best on disk).
+    for old in load_results(out):
+        if old.run >= keeper.next_run:
+            keeper.offer(old)
+    if jobs:
+        ray = _start_ray(address, workers, threads)
+        from ray.util.actor_pool import ActorPool
+
+        cpus = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
+        n_workers = max(1, min(workers or cpus // threads, len(jobs)))
+        actor_cls = ray.remote(num_cpus=threads)(Trainer)
+        pool = ActorPool([actor_cls.remote(threads) for _ in range(n_workers)])
+        meta = [None] * len(data.samples)  # workers need no file paths, only arrays
+        x_ref, y_ref = ray.put(data.x), ray.put(data.y)
+        for job in jobs:
+            pool.submit(lambda actor, j: actor.run.remote(x_ref, y_ref, meta, j), job)
+        while pool.has_next():
+            result: RunResult = pool.get_next_unordered()
+            save_pending(out, result)  # weights first: a result on disk always has them until judged
+            write_json(result_path(out, result.run, result.config), result.to_dict())
+            messages = keeper.offer(result)
+            if on_result:
+                on_result(result, messages)
+    return sorted(load_results(out), key=lambda r: (r.run, [c.name for c in exp.configs].index(r.config)))
+
+
+# --- statistics over runs ---
+
+
+def summarize_runs(results: list[RunResult], names: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """Median, quartiles, min, max and mean of test accuracy and loss per configuration."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for name in names:
+        out[name] = {}
+        for metric in ("accuracy", "loss"):
+            v = np.array([r.test[metric] for r in results if r.config == name and metric in r.test])
+            if not len(v):
+                continue
+            q1, med, q3 = np.percentile(v, [25, 50, 75])
+            out[name][metric] = {
+                "n": len(v),
+                "median": float(med),
+                "q1": float(q1),
+                "q3": float(q3),
+                "min": float(v.min()),
+                "max": float(v.max()),
+                "mean": float(v.mean()),
+            }
+    return out
+
+
+def compare_pair(a: list[float], b: list[float], *, resamples: int = 10_000, seed: int = 0) -> dict[str, float]:
+    """Is the difference between two models real? A two-sided Mann-Whitney U test, and a bootstrap 95%
+    interval of the difference of medians (b - a)."""
+    from scipy.stats import mannwhitneyu
+
+    a_arr, b_arr = np.asarray(a, float), np.asarray(b, float)
+    if len(a_arr) < 2 or len(b_arr) < 2:
+        return {"n_a": len(a_arr), "n_b": len(b_arr)}
+    test = mannwhitneyu(b_arr, a_arr, alternative="two-sided")
+    rng = np.random.default_rng(seed)
+    diffs = np.median(rng.choice(b_arr, (resamples, len(b_arr))), axis=1) - np.median(
+        rng.choice(a_arr, (resamples, len(a_arr))), axis=1
+    )
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return {
+        "n_a": len(a_arr),
+        "n_b": len(b_arr),
+        "median_diff": float(np.median(b_arr) - np.median(a_arr)),
+        "ci95_low": float(low),
+        "ci95_high": float(high),
+        "mannwhitney_u": float(test.statistic),
+        "p_value": float(test.pvalue),
+    }
+
+
+def pairwise(results: list[RunResult], names: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            for metric in ("accuracy", "loss"):
+                va = [r.test[metric] for r in results if r.config == a and metric in r.test]
+                vb = [r.test[metric] for r in results if r.config == b and metric in r.test]
+                rows.append({"a": a, "b": b, "metric": metric, **compare_pair(va, vb)})
+    return rows
+
+
+def write_summary(out: Path, exp: Experiment, results: list[RunResult]) -> dict[str, Any]:
+    """summary.json and summary.md under the experiment's folder: per configuration the median, quartiles,
+    min and max of test accuracy and loss, and a statistical test for every pair. Returns the summary."""
+    names = [c.name for c in exp.configs]
+    summary = {
+        "summary": summarize_runs(results, names),
+        "tests": pairwise(results, names),
+        "runs": len({r.run for r in results}),
+    }
+    write_json(out / "summary.json", summary)
+    write_text_atomic(out / "summary.md", summary_markdown(summary["summary"], summary["tests"], summary["runs"]))
+    return summary
+
+
+def summary_markdown(summary: dict, tests: list[dict], n_runs: int) -> str:
+    lines = [
+        f"# Test metrics over {n_runs} runs",
+        "",
+        "| model | metric | n | median | q1 | q3 | min | max | mean |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, metrics in summary.items():
+        for metric, s in metrics.items():
+            lines.append(
+                f"| {name} | {metric} | {s['n']} | {s['median']:.4f} | {s['q1']:.4f} | {s['q3']:.4f} | "
+                f"{s['min']:.4f} | {s['max']:.4f} | {s['mean']:.4f} |"
+            )
+    lines += [
+        "",
+        "## Is the difference real?",
+        "",
+        "Two-sided Mann-Whitney U test on the per-run test metrics, and a bootstrap 95% interval of the "
+        "difference of medians (b - a).",
+        "",
+        "| a | b | metric | median b - a | 95% interval | p-value |",
+        "|---|---|---|---|---|---|",
+    ]
+    for t in tests:
+        if "p_value" in t:
+            lines.append(
+                f"| {t['a']} | {t['b']} | {t['metric']} | {t['median_diff']:+.4f} | "
+                f"[{t['ci95_low']:+.4f}, {t['ci95_high']:+.4f}] | {t['p_value']:.3g} |"
+            )
+        else:
+            lines.append(f"| {t['a']} | {t['b']} | {t['metric']} | (needs 2+ runs each) | | |")
+    return "\n".join(lines) + "\n"
+
+
+# --- a finished (or stopped) experiment, read back ---
+
+
+@dataclass
+class ExperimentRecord:
+    """What an experiment folder holds: its settings (experiment.json) and summary (summary.json)."""
+
+    folder: Path
+    identity: dict[str, Any]
+    summary: dict[str, Any]
+
+    @classmethod
+    def load(cls, folder: Path) -> ExperimentRecord:
+        identity = read_json(folder / "experiment.json")
+        if identity is None:
+            raise FileNotFoundError(f"{folder} is not an experiment folder (no experiment.json): run 'compare' first")
+        summary = read_json(folder / "summary.json")
+        if summary is None:
+            raise FileNotFoundError(f"{folder} has no summary.json yet: the comparison has not finished a run")
+        return cls(folder, identity, summary)
+
+    @property
+    def name(self) -> str:
+        return self.identity.get("name", self.folder.name)
+
+    @property
+    def task(self) -> str:
+        return self.identity.get("task", "binary")
+
+    @property
+    def configs(self) -> list[dict[str, Any]]:
+        return self.identity.get("configs", [])
+
+    def ranking(self) -> list[str]:
+        """Configurations, best first: highest median test accuracy, then lowest median test loss."""
+        stats = self.summary.get("summary", {})
+
+        def key(name: str) -> tuple[float, float]:
+            s = stats.get(name, {})
+            return (-s.get("accuracy", {}).get("median", 0.0), s.get("loss", {}).get("median", float("inf")))
+
+        return sorted((c["name"] for c in self.configs), key=key)
+
+    def best_model(self, config: str) -> Path:
+        """The model kept for ``config``: its best run's, by the spec's rule."""
+        return self.folder / "best" / f"{config}.keras"
+
+
+def find_experiment(runs: Path, name: str | None) -> Path:
+    """An experiment folder by path or name; the newest comparison when no name is given."""
+    if name:
+        for candidate in (Path(name), runs / "compare" / name):
+            if (candidate / "experiment.json").is_file():
+                return candidate
+        raise FileNotFoundError(f"no experiment {name!r}: give a folder or a name under {runs / 'compare'}")
+    found = sorted(runs.glob("compare/*/experiment.json"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise FileNotFoundError(f"no experiment under {runs / 'compare'}: run 'toonvision compare' first")
+    return found[-1].parent
