@@ -1,5 +1,6 @@
 """toonvision.interpretation: activations, filter patterns, heatmaps and the explain command."""
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -11,8 +12,6 @@ from toonvision.data.images import ImageError, find_images
 from toonvision.interpretation.cam import grad_cam, layer_geometry, upsample
 from toonvision.interpretation.explainer import Explainer, ExplainError
 from toonvision.learning.models import create_model
-
-keras = pytest.importorskip("keras")
 
 YELLOW, MAGENTA = (240, 220, 40), (250, 110, 250)
 SLACK = 20  # half the receptive field of the tiny model's last convolution (40 px)
@@ -304,11 +303,16 @@ def test_explain_folder_with_class_and_layer(toy_run):
     ws, run = toy_run
     result = explain(run, ws.unsorted_dir("toon"), "--heatmaps", "--class", "cog", "--compare", "none")
     assert result.exit_code == 0, result.output
-    names = sorted(p.name for p in latest_run_dir(run, "explain").glob("toon_*.gradcam.class-cog.png"))
+    first = latest_run_dir(run, "explain")
+    names = sorted(p.name for p in first.glob("toon_*.gradcam.class-cog.png"))
     assert len(names) == len(list(ws.unsorted_dir("toon").glob("*.png")))
+    before = {name: (first / name).read_bytes() for name in names}
     result = explain(run, "--filters", "--layer", "conv2d_1", "--steps", "2")
     assert result.exit_code == 0, result.output
     assert (latest_run_dir(run, "explain") / "filters.conv2d_1.png").exists()
+    # Every explain run writes a folder of its own: the first one's figures are as they were.
+    assert latest_run_dir(run, "explain") != first
+    assert {name: (first / name).read_bytes() for name in names} == before
 
 
 def test_explain_wrong_predictions(toy_run):

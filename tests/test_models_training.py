@@ -5,17 +5,18 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import run_cli, toy_crops
+from toonvision.data.files import latest_run_dir
 from toonvision.data.samples import find_samples, load_task
-from toonvision.data.splitting import plan_split
+from toonvision.data.splitting import plan_split, split
+from toonvision.learning.experiments import compare_pair
 from toonvision.learning.models import REGISTRY, create_model
 from toonvision.learning.training import OPTIMIZERS, TrainConfig, build_optimizer, fit, recipe, step_schedule
-
-keras = pytest.importorskip("keras")
 
 
 def test_seed_model_is_the_specs_exactly():
@@ -122,7 +123,6 @@ def test_pooled_stem_gives_the_models_own_numbers():
 
 
 def test_stem_batches_are_the_full_batches_pooled(ws):
-    pytest.importorskip("tensorflow")
     from toonvision.learning.models import pooled_stem
     from toonvision.learning.training import training_batches
 
@@ -228,6 +228,40 @@ def test_train_and_evaluate_from_the_cli(ws):
     assert bad.returncode == 2 and "does not exist" in bad.stderr
 
 
+def test_every_name_of_a_run_is_evaluated_as_it_was_trained(ws):
+    """A run trained on padded crops and a split planned in memory is evaluated on padded crops and its own
+    test split, whether it is named by its folder, its model.keras or its name under --root; the test metrics
+    are the very numbers training recorded; and every evaluation gets a folder of its own."""
+    toy_crops(ws, per_label=6)
+    split(ws, (0.5, 0.1, 0.4), seed=3)  # the folders hold another split, with a larger test set
+    trained = run_cli("train", "--root", str(ws.root), "--epochs", "2", "--pad", "--split-seed", "5", "--name", "p")
+    assert trained.returncode == 0, trained.stderr
+    run = ws.runs / "train" / "binary-p"
+    recorded = json.loads((run / "metrics.json").read_text())["test"]
+    for n, name in enumerate((run, run / "model.keras", "binary-p"), start=1):
+        done = run_cli("evaluate", str(name), "--root", str(ws.root))
+        assert done.returncode == 0, done.stderr
+        shown = " ".join(done.stdout.split())
+        assert "pad=True" in shown and "split=the run's own" in shown
+        out = run / ("evaluate" if n == 1 else f"evaluate-{n}")
+        assert latest_run_dir(run, "evaluate") == out
+        test = json.loads((out / "evaluation.json").read_text())["test"]
+        assert test["n"] == recorded["n"] and test["accuracy"] == recorded["accuracy"]
+        assert test["loss"] == pytest.approx(recorded["loss"], abs=1e-6)  # one computation of the loss
+    assert (run / "evaluate" / "confusion.png").is_file()  # the first evaluation's figures are still there
+
+
+def test_bootstrap_interval_and_test_of_two_configurations():
+    worse, better = [0.90, 0.91, 0.92, 0.90, 0.93], [0.96, 0.97, 0.95, 0.98, 0.96]
+    clear = compare_pair(worse, better)
+    assert clear["median_diff"] == pytest.approx(0.05)
+    assert 0 < clear["ci95_low"] <= clear["median_diff"] <= clear["ci95_high"] and clear["p_value"] < 0.05
+    same = compare_pair(worse, list(reversed(worse)))
+    assert same["ci95_low"] <= 0 <= same["ci95_high"] and same["p_value"] > 0.5
+    assert compare_pair(worse, better) == clear  # seeded
+    assert "p_value" not in compare_pair([0.9], better)  # one run says nothing
+
+
 def test_models_verb_lists_and_draws(ws):
     listing = run_cli("models")
     assert listing.returncode == 0 and "25,537" in listing.stdout and "padded" in listing.stdout
@@ -294,6 +328,12 @@ def test_compare_through_ray_resumes_after_a_kill(ws):
     assert r1["test"]["loss"] == pytest.approx(r2["test"]["loss"], rel=1e-5)
     mismatch = subprocess.run([*args, "--runs", "3", "--config", "optimized"], capture_output=True, text=True)
     assert mismatch.returncode == 2 and "other settings" in mismatch.stderr
+    # A kept model is evaluated on its run's own test split: the numbers its run recorded.
+    kept = json.loads((out / "best" / "baseline.json").read_text())
+    evaluated = run_cli("evaluate", str(out / "best" / "baseline.keras"), "--root", str(ws.root))
+    assert evaluated.returncode == 0, evaluated.stderr
+    test = json.loads((out / "best" / "evaluate" / "baseline" / "evaluation.json").read_text())["test"]
+    assert test["n"] == kept["test"]["n"] and test["loss"] == pytest.approx(kept["test"]["loss"], abs=1e-6)
 
 
 def test_classifier_api_matches_model_predict(ws):
@@ -352,3 +392,15 @@ def test_predict_on_a_screenshot_with_boxes(ws):
     assert len(json.loads(folder.stdout)["predictions"]) == 8
     missing = run_cli("predict", str(ws.root / "nope.png"), "--root", str(ws.root))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+    corrupt = ws.root / "corrupt.png"
+    corrupt.write_bytes(b"not an image at all")
+    bad = run_cli("predict", str(corrupt), "--root", str(ws.root))
+    assert bad.returncode == 2 and "is not an image" in bad.stderr and "Traceback" not in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    # A whole screenshot without boxes: classifying the street as one crop means nothing.
+    bare = ws.root / "bare.png"
+    Image.new("RGB", (1280, 720), (90, 120, 90)).save(bare)
+    refused = run_cli("predict", str(bare), "--root", str(ws.root))
+    assert refused.returncode == 2 and "needs its boxes" in " ".join(refused.stderr.split())
+    forced = run_cli("predict", str(bare), "--whole", "--root", str(ws.root), "--json")
+    assert forced.returncode == 0 and len(json.loads(forced.stdout)["predictions"]) == 1

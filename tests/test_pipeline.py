@@ -1,5 +1,6 @@
 import os
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -62,7 +63,6 @@ def test_load_task_through_the_cache_matches_direct_decoding(ws):
 
 
 def test_fast_pipeline_yields_the_same_crops_and_labels_as_the_specs_way(ws):
-    keras = pytest.importorskip("keras")
     toy_crops(ws, per_label=4)
     split(ws, seed=0)
     train = load_task(find_samples(ws), "binary", ws=ws).by_folder()["train"]
@@ -89,7 +89,6 @@ def test_fast_pipeline_yields_the_same_crops_and_labels_as_the_specs_way(ws):
 
 
 def test_augmented_batches_are_reproducible_and_change_pixels(ws):
-    pytest.importorskip("tensorflow")
     toy_crops(ws, per_label=2)
     data = load_task(find_samples(ws), "binary", ws=ws)
     cfg = TrainConfig(batch_size=4, seed=2, augment=True)
@@ -105,7 +104,6 @@ def test_opencv_augmentation_matches_tensorflows_resampling():
     """The pipeline's OpenCV warp and TensorFlow's ImageProjectiveTransformV3 (the op of the spec's Keras
     layers), given the same flips, angles and zooms, agree up to rounding to whole grey levels, borders
     (reflected) included."""
-    pytest.importorskip("tensorflow")
     from toonvision.learning.augmentation import augment_batch, augment_batch_tf, draw_params
 
     rng = np.random.default_rng(0)

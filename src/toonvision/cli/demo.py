@@ -8,7 +8,7 @@ what is done (``--fresh`` redoes everything; results then go to new folders, not
     extract   crop every labelled box into unsorted/ (screenshots move to raw/processed)
     split     60/20/20 per label into data/{train,validate,test}
     stats     dataset tables and plots (runs/stats/dataset)
-    compare   baseline vs article over re-split runs (runs/compare/demo-<runs>x<epochs>)
+    compare   baseline, article and optimized over re-split runs (runs/compare/demo-<runs>x<epochs>)
     evaluate  the best configuration's best model: confusion matrix and wrong predictions
     suit      a suit model (4 classes) on the Cog crops
     name      a name model (32 classes) on the Cog crops
@@ -56,8 +56,9 @@ class DemoPlan:
     def make(cls, *, runs: int, epochs: int, quick: bool, seed: int) -> DemoPlan:
         if quick:
             # Enough crops that every split holds both kinds; few enough to train in seconds.
-            return cls("seed", 100, min(runs, 2), min(epochs, 6), min(epochs, 8), seed)
-        return cls("seed", None, runs, epochs, epochs, seed)
+            return cls("seed", 100, min(runs, 2), min(epochs, 6), min(epochs, 8), seed, ("baseline", "article"))
+        # The article's baseline, what its code ran, and what it meant (see toonvision.learning.training).
+        return cls("seed", None, runs, epochs, epochs, seed, ("baseline", "article", "optimized"))
 
     @property
     def experiment(self) -> str:
@@ -114,10 +115,10 @@ def demo(
     """The main job end to end on the built-in synthetic dataset, ending in an HTML report.
 
     Renders the seed preset (about 650 crops shaped like the spec's data), extracts, splits and plots it,
-    compares the article's baseline with what its code ran for the optimized model over re-split runs,
-    evaluates the best model, trains the suit and name models, explains what the models look at, predicts on
-    screenshots no model has seen, and writes the report. Finished stages are skipped when run again with
-    the same settings.
+    compares the article's baseline, what its code ran for its optimized model (article) and what it meant
+    (optimized, with augmentation) over re-split runs, evaluates the best model, trains the suit and name
+    models, explains what the models look at, predicts on screenshots no model has seen, and writes the
+    report. Finished stages are skipped when run again with the same settings.
     """
     from toonvision.cli.data import run_extract, run_split, run_stats
     from toonvision.cli.interpretation import make_explainer, run_explanations

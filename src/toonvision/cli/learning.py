@@ -383,14 +383,15 @@ def run_evaluation(ws: Workspace, source: ModelSource, *, task: str | None = Non
     from toonvision.learning.model_files import ModelError, load_keras_model
 
     try:
-        model = load_keras_model(source.keras_file())
+        keras_file = source.keras_file()  # an .onnx export is judged through the Keras model it came from
+        model = load_keras_model(keras_file)
     except ModelError as exc:
         raise fail(str(exc)) from None
     try:
         task = source.resolve_task(int(model.output_shape[-1]), task)
     except ModelError as exc:
         raise fail(f"{exc} (--task)") from None
-    header("evaluate", model=source.path, task=task, pad=source.pad, split=_split_source(source), top=top)
+    header("evaluate", model=keras_file, task=task, pad=source.pad, split=_split_source(source), top=top)
     try:
         ev, data = evaluate_source(ws, source, model, task)
     except ValueError as exc:

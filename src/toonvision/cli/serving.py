@@ -30,12 +30,17 @@ def predict(
         Path | None, typer.Option(help="A JSON list of boxes [xmin, ymin, xmax, ymax] for the screenshot.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the predictions as JSON (for programs).")] = False,
+    whole: Annotated[
+        bool,
+        typer.Option("--whole", help="Classify an image without boxes as one crop even if it looks like a screenshot."),
+    ] = False,
 ) -> None:
     """Classify what is on screen: for each box, Cog or Toon, and for Cogs the suit and the name.
 
     For a screenshot, the boxes come from its labelImg annotation (any format) or from --boxes; an
     annotated copy with each box, its predicted label and confidence (in suit and Toon colours) is written
-    to a new folder under <root>/runs/predict/. Crops and folders of crops are classified whole.
+    to a new folder under <root>/runs/predict/. Crops and folders of crops are classified whole; a screenshot
+    without boxes is refused (finding Toons and Cogs in a whole screenshot needs a detector).
     """
     from toonvision.data.files import new_run_dir
     from toonvision.data.images import ImageError
@@ -45,7 +50,7 @@ def predict(
 
     ws = workspace(root)
     try:
-        targets = collect_targets(inputs, boxes)
+        targets = collect_targets(inputs, boxes, whole=whole)
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
     if boxes is not None and len(targets) != 1:

@@ -17,8 +17,6 @@ from xml.etree.ElementTree import Element, ParseError, SubElement, tostring
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
-FORMATS: tuple[str, ...] = ("voc", "yolo", "createml")
-
 
 class AnnotationError(ValueError):
     """An annotation file that cannot be read; the message names the file."""
@@ -302,7 +300,7 @@ def createml_entry(ann: Annotation) -> dict:
 @dataclass(frozen=True)
 class AnnotationFile:
     path: Path
-    format: str  # one of FORMATS
+    format: str  # "voc", "yolo" or "createml"
 
 
 def find_annotation(image: Path) -> AnnotationFile | None:

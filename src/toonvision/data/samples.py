@@ -101,11 +101,6 @@ class TaskData:
     y: np.ndarray
     samples: list[Sample]
 
-    def subset(self, names: Iterable[str]) -> TaskData:
-        wanted = set(names)
-        idx = np.array([i for i, s in enumerate(self.samples) if s.name in wanted], dtype=int)
-        return self.take(idx)
-
     def take(self, idx: np.ndarray) -> TaskData:
         return TaskData(self.task, self.x[idx], self.y[idx], [self.samples[i] for i in idx])
 

@@ -45,10 +45,6 @@ class ModelSource:
     metrics: dict[str, Any] = field(default_factory=dict)  # recorded test metrics: loss, accuracy, n
 
     @property
-    def run_dir(self) -> Path | None:
-        return self.path.parent if self.kind == "run" else None
-
-    @property
     def task(self) -> str | None:
         return self.config.get("task")
 

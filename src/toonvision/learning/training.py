@@ -94,6 +94,24 @@ RECIPES: dict[str, TrainConfig] = {
     "article": TrainConfig(name="article", dropout=0.9, decay=1e-5),
     "optimized": TrainConfig(name="optimized", augment=True, dropout=0.9, decay=1e-5),
 }
+# What each recipe is, in words, for the report and `compare --help`.
+RECIPE_NOTES: dict[str, str] = {
+    "baseline": "the article's baseline: its model, Adam 1e-3, no augmentation, dropout or decay",
+    "article": (
+        "what the article's code ran for its 'optimized' model: dropout 0.9 and learning-rate decay 1e-5; its "
+        "listing feeds the input, not the augmented images, to Rescaling, so its augmentation never ran"
+    ),
+    "optimized": "what the article meant: the same with its augmentation (flip, rotation 0.075, zoom 0.2) applied",
+}
+
+
+def recipe_note(name: str) -> str:
+    """What configuration ``name`` (a recipe, or ``<recipe>:<model>`` / ``<recipe>-<model>``) is, in words."""
+    for sep in (":", "-"):
+        base, _, model = name.partition(sep)
+        if base in RECIPE_NOTES:
+            return RECIPE_NOTES[base] + (f", on {model}" if model else "")
+    return ""
 
 
 def recipe(name: str, **overrides: Any) -> TrainConfig:

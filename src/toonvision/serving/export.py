@@ -35,7 +35,6 @@ from toonvision.serving.inference import ONNX_META_PREFIX, ONNX_SUFFIX
 if TYPE_CHECKING:
     import keras
 
-FORMATS = ("onnx",)
 # Pinned rather than left to tf2onnx, so that a model gives the same file whichever tf2onnx is installed.
 # 15 is tf2onnx 1.17's default and runs on ONNX Runtime 1.10 and later (an older runtime on a bot's machine).
 ONNX_OPSET = 15

@@ -14,7 +14,7 @@ from typing import Any
 
 from toonvision.data.annotations import Box, find_annotation, read_annotation
 from toonvision.data.files import write_bytes_atomic
-from toonvision.data.images import image_size, is_image, open_image
+from toonvision.data.images import ImageError, image_size, is_image, open_image
 from toonvision.data.taxonomy import SUIT_BY_SHORT, TOON_COLOR
 from toonvision.serving.inference import Classifier
 
@@ -78,12 +78,20 @@ def read_boxes_json(path: Path) -> list[Box]:
     return boxes
 
 
-def collect_targets(inputs: list[Path], boxes_json: Path | None = None) -> list[Target]:
-    """Crops, folders of crops, and screenshots with an annotation beside them (any labelImg format)."""
+# A whole screenshot rather than the crop of one Toon or Cog: wider than tall and at least this wide. Crops of
+# standing Toons and Cogs are taller than wide, and no game window is narrower.
+SCREENSHOT_MIN_WIDTH = 480
+
+
+def collect_targets(inputs: list[Path], boxes_json: Path | None = None, *, whole: bool = False) -> list[Target]:
+    """Crops, folders of crops, and screenshots with an annotation beside them (any labelImg format) or boxes
+    from ``boxes_json``. An image that looks like a whole screenshot and has no boxes is refused (classifying a
+    whole street as one crop means nothing) unless ``whole``. ValueError (ImageError for a file that is not an
+    image) names the file."""
     targets = []
     for path in inputs:
         if path.is_dir():
-            targets += [Target(p) for p in sorted(path.rglob("*")) if p.is_file() and is_image(p)]
+            targets += [_crop(p, whole) for p in sorted(path.rglob("*")) if p.is_file() and is_image(p)]
         elif not path.exists():
             raise FileNotFoundError(f"{path} does not exist")
         elif not is_image(path):
@@ -91,10 +99,27 @@ def collect_targets(inputs: list[Path], boxes_json: Path | None = None) -> list[
         elif boxes_json is not None:
             targets.append(Target(path, read_boxes_json(boxes_json)))
         elif (ann := find_annotation(path)) is not None:
-            targets.append(Target(path, read_annotation(ann, path.name, image_size(path)).boxes))
+            targets.append(Target(path, read_annotation(ann, path.name, _size(path)).boxes))
         else:
-            targets.append(Target(path))
+            targets.append(_crop(path, whole))
     return targets
+
+
+def _size(path: Path) -> tuple[int, int]:
+    size = image_size(path)
+    if size == (0, 0):
+        raise ImageError(f"{path} is not an image that can be read")
+    return size
+
+
+def _crop(path: Path, whole: bool) -> Target:
+    width, height = _size(path)
+    if not whole and width > height and width >= SCREENSHOT_MIN_WIDTH:
+        raise ValueError(
+            f"{path} looks like a whole screenshot ({width}x{height}), not the crop of one Toon or Cog: predict "
+            "needs its boxes (label it with labelImg, or give --boxes), or --whole to classify it as one crop anyway"
+        )
+    return Target(path)
 
 
 def predict_targets(targets: list[Target], models: dict[str, Classifier]) -> list[Target]:

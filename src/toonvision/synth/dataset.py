@@ -208,7 +208,6 @@ class IndexResult:
 
 @dataclass
 class Summary:
-    requested: int = 0
     written: int = 0
     skipped: int = 0  # complete already (in raw/screenshots or moved to raw/processed)
     conflicts: list[str] = field(default_factory=list)  # files that exist with other content, left alone
@@ -374,7 +373,7 @@ def generate(
 
     started = time.monotonic()
     ws.init()
-    summary = Summary(requested=cfg.screenshots)
+    summary = Summary()
     _check_settings(ws, cfg, summary)
     if cfg.yolo:
         classes = "".join(f"{c}\n" for c in yolo_classes()).encode("utf-8")

@@ -198,7 +198,6 @@ class StreetStyle:
     windows: RGB
     lit_windows: bool
     tree_leaves: tuple[RGB, ...]
-    tree_kind: str  # round | pine | palm-ish bush
     props: tuple[str, ...]
     ambient: float
     sun: RGB
@@ -218,7 +217,6 @@ STREET_STYLES: dict[str, StreetStyle] = {
         windows=(0.55, 0.8, 1.0),
         lit_windows=False,
         tree_leaves=((0.3, 0.7, 0.25), (0.4, 0.8, 0.3)),
-        tree_kind="round",
         props=("tree", "lamppost", "mailbox", "hydrant", "trashcan"),
         ambient=0.55,
         sun=(1.0, 0.97, 0.9),
@@ -236,7 +234,6 @@ STREET_STYLES: dict[str, StreetStyle] = {
         windows=(0.7, 0.8, 0.85),
         lit_windows=False,
         tree_leaves=((0.35, 0.55, 0.3),),
-        tree_kind="round",
         props=("barrel", "crate", "lamppost", "mailbox", "barrel", "hydrant"),
         ambient=0.5,
         sun=(0.9, 0.92, 1.0),
@@ -254,7 +251,6 @@ STREET_STYLES: dict[str, StreetStyle] = {
         windows=(0.6, 0.85, 0.95),
         lit_windows=False,
         tree_leaves=((0.3, 0.75, 0.3), (0.95, 0.6, 0.8)),
-        tree_kind="round",
         props=("hedge", "flowers", "tree", "lamppost", "mailbox", "flowers"),
         ambient=0.6,
         sun=(1.0, 1.0, 0.92),
@@ -272,7 +268,6 @@ STREET_STYLES: dict[str, StreetStyle] = {
         windows=(1.0, 0.9, 0.6),
         lit_windows=True,
         tree_leaves=((0.55, 0.35, 0.8), (0.9, 0.5, 0.75)),
-        tree_kind="round",
         props=("lamppost", "tree", "mailbox", "trashcan", "hydrant"),
         ambient=0.5,
         sun=(1.0, 0.85, 0.95),
@@ -290,7 +285,6 @@ STREET_STYLES: dict[str, StreetStyle] = {
         windows=(0.95, 0.85, 0.5),
         lit_windows=True,
         tree_leaves=((0.2, 0.45, 0.35), (0.25, 0.5, 0.4)),
-        tree_kind="pine",
         props=("pine", "lamppost", "snowman", "mailbox", "pine", "hydrant"),
         ambient=0.62,
         sun=(0.92, 0.95, 1.0),
@@ -308,7 +302,6 @@ STREET_STYLES: dict[str, StreetStyle] = {
         windows=(1.0, 0.9, 0.45),
         lit_windows=True,
         tree_leaves=((0.25, 0.3, 0.5), (0.35, 0.25, 0.5)),
-        tree_kind="round",
         props=("lamppost", "lamppost", "tree", "mailbox", "trashcan"),
         ambient=0.55,
         sun=(0.7, 0.75, 1.0),
