@@ -44,6 +44,13 @@ def sha(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def recorded_report(ws: Workspace) -> Path:
+    """The report the last demo wrote, as its record (demo.json) names it."""
+    path = Path(json.loads((ws.state / "demo.json").read_text())["report"]["outputs"]["path"])
+    assert path.is_file()
+    return path
+
+
 @pytest.mark.slow
 def test_demo_quick_writes_a_report_and_keeps_the_users_files(tmp_path):
     root = tmp_path / "demo"
@@ -58,8 +65,9 @@ def test_demo_quick_writes_a_report_and_keeps_the_users_files(tmp_path):
     first = run_cli("demo", "--quick", "--epochs", "2", "--root", str(root), timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "What the demo found" in first.stdout and "Time per stage" in first.stdout
-    report = root / "runs" / "compare" / "demo-2x2" / "report.html"
-    assert report.is_file()
+    report = recorded_report(ws)
+    experiment = root / "runs" / "compare" / "demo-2x2"
+    assert report == experiment / "report" / "report.html" and str(report) in first.stdout.replace("\n", "")
     page = report.read_text()
     for section in SECTIONS:
         assert f'<section id="{section}">' in page, section
@@ -70,15 +78,19 @@ def test_demo_quick_writes_a_report_and_keeps_the_users_files(tmp_path):
         pixels = np.asarray(img.convert("L"))
         assert min(img.size) > 50 and pixels.std() > 1  # a real picture, not an empty canvas
 
-    predictions = json.loads((report.parent / "predictions" / "predictions.json").read_text())
+    predictions = json.loads((experiment / "predictions" / "predictions.json").read_text())
     assert set(predictions["models"]) == set(predictions["onnx"]) == {"binary", "suit", "name"}
     assert all(Path(path).suffix == ".onnx" and Path(path).is_file() for path in predictions["onnx"].values())
     assert predictions["predictions"] and all(p["true_label"] for p in predictions["predictions"])
 
-    # Run again: finished stages are skipped, only the report is rewritten; the user's files are intact.
+    # Run again: finished stages are skipped, only the report is made again, into a folder of its own (the
+    # first report and its pictures stay as they were); the user's files are intact.
+    first_report = {p.name: sha(p) for p in report.parent.iterdir()}
     second = run_cli("demo", "--quick", "--epochs", "2", "--root", str(root), timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stdout.count("skipped") >= 10
+    assert recorded_report(ws) == experiment / "report-2" / "report.html"
+    assert {p.name: sha(p) for p in report.parent.iterdir()} == first_report
     found = {p.name: sha(p) for p in root.rglob("*") if p.name in digests and "holdout" not in p.parts}
     assert found == digests
     assert (ws.processed / "user_shot.png").exists()  # extracted and moved, as 'extract --move' does

@@ -15,7 +15,7 @@ what is done (``--fresh`` redoes everything; results then go to new folders, not
     explain   heatmaps of test crops and of the worst mistakes, activations and filters of one crop
     predict   every box of the held-out screenshots: kind, suit and name (the models exported to ONNX and run
               with ONNX Runtime, as a bot would), annotated copies
-    report    one self-contained HTML file that tells the experiment
+    report    one self-contained HTML file that tells the experiment, in a new <experiment>/report[-N] folder
 """
 
 from __future__ import annotations
@@ -232,7 +232,8 @@ def demo(
         console.print(f"wrote {path}")
         return {"path": str(path)}
 
-    # The report is cheap and reads everything above: it is always rewritten.
+    # The report is cheap and reads everything above: it is always made again, into a folder of its own
+    # (report, report-2...), so an earlier one stays as it was. demo.json records where the newest is.
     stages.record.pop("report", None)
     report = Path(stages.run("report", train_key, report_stage)["path"])
     closing_summary(experiment, best_config, Path(evaluated["path"]), task_runs, predictions, report, stages.times)

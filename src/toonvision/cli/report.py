@@ -25,7 +25,11 @@ def report(
         ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Where to write the HTML (default: <experiment>/report.html).")
+        Path | None,
+        typer.Option(
+            help="Where to write the HTML (default: report.html in the report's own folder); the pictures drawn "
+            "for it go to that folder either way."
+        ),
     ] = None,
     compute: Annotated[
         bool, typer.Option(help="Evaluate models whose evaluation is missing (takes a few seconds each).")
@@ -36,6 +40,9 @@ def report(
     Sections: summary and verdict, dataset balance, architecture, averaged training curves, box plots with
     the Mann-Whitney test, the best model's confusion matrix and wrong predictions, heatmaps (made by
     'explain'), the runs given with --with, and every setting. Images are embedded: the file can be mailed.
+
+    Each run writes a new folder, <experiment>/report, then report-2, report-3...: report.html and the
+    pictures drawn for it. An earlier report and its pictures are never replaced.
     """
     from toonvision.learning.experiments import find_experiment
 
