@@ -31,6 +31,7 @@ from toonvision.learning.evaluation import evaluate_source, write_evaluation
 from toonvision.learning.experiments import ExperimentRecord
 from toonvision.learning.model_files import ModelError, load_keras_model, locate_model
 from toonvision.learning.models import create_model
+from toonvision.learning.training import recipe_note
 from toonvision.serving.prediction import fully_right
 
 # --- what the templates receive ---
@@ -96,6 +97,7 @@ class Summary:
     accuracy: dict[str, Spread]  # best configuration first; only those with a finished run
     tests: list[PairTest]  # of test accuracy
     best_model: Path | None
+    notes: dict[str, str] = field(default_factory=dict)  # what each configuration is, in words
 
     @property
     def few_runs(self) -> bool:
@@ -275,7 +277,8 @@ def summary(exp: ExperimentRecord) -> Summary:
     accuracy = {name: Spread.of(acc) for name in ranking if (acc := stats.get(name, {}).get("accuracy"))}
     tests = [PairTest.of(t) for t in exp.summary.get("tests", []) if t.get("metric") == "accuracy"]
     best = exp.best_model(ranking[0]) if ranking else None
-    return Summary(exp.task, exp.summary.get("runs", 0), ranking, accuracy, tests, best)
+    notes = {c["name"]: note for c in exp.configs if (note := recipe_note(c["name"]))}
+    return Summary(exp.task, exp.summary.get("runs", 0), ranking, accuracy, tests, best, notes)
 
 
 def dataset(ws: Workspace, assets: Path) -> Dataset:
