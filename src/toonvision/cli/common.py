@@ -56,6 +56,14 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def warn(message: str) -> None:
+    """Print ``warning: message`` on standard error."""
+    from rich.text import Text
+
+    # Never wrapped: one line whatever the terminal's width, for scripts that read it.
+    err.print(Text.assemble(("warning:", "bold yellow"), " ", message), highlight=False, soft_wrap=True)
+
+
 def progress() -> Progress:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

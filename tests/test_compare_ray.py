@@ -1,0 +1,125 @@
+"""compare and Ray: workers that die."""
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import toy_crops
+from toonvision.learning.training import TrainConfig
+
+ray = pytest.importorskip("ray")
+
+
+def crash_a_run_in_worker() -> None:
+    """Ray worker set-up hook: fit() ends the worker process, as a crash or the out-of-memory killer would,
+    for the run named in the file $TV_CRASH_FILE ("once|always <seed>:<config>"); "once" removes the file
+    first, so that Ray's retry finishes. Each crashed worker's pid is added to the file's .pids sibling."""
+    from toonvision.learning import experiments
+
+    original = experiments.fit
+
+    def fit(cfg, *args, **kwargs):
+        switch = Path(os.environ["TV_CRASH_FILE"])
+        if switch.exists():
+            mode, target = switch.read_text().split()
+            if target == f"{cfg.seed}:{cfg.name}":
+                if mode == "once":
+                    switch.unlink()
+                with open(switch.with_suffix(".pids"), "a") as pids:
+                    pids.write(f"{os.getpid()}\n")
+                os._exit(1)
+        return original(cfg, *args, **kwargs)
+
+    experiments.fit = fit
+
+
+@pytest.fixture(scope="module")
+def crash_switch(tmp_path_factory):
+    """A Ray of this test process whose workers crash on demand (see crash_a_run_in_worker); yields the file
+    that says which run to crash."""
+    from ray import cloudpickle
+
+    switch = tmp_path_factory.mktemp("crash") / "switch"
+    # The workers cannot import this file: ship the hook by value.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level=logging.ERROR,
+        log_to_driver=False,
+        runtime_env={"worker_process_setup_hook": crash_a_run_in_worker, "env_vars": {"TV_CRASH_FILE": str(switch)}},
+    )
+    yield switch
+    ray.shutdown()
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def _crashed(switch: Path) -> list[int]:
+    pids = switch.with_suffix(".pids")
+    return [int(p) for p in pids.read_text().split()] if pids.exists() else []
+
+
+def _experiment(name: str, runs: int):
+    from toonvision.learning.experiments import Experiment
+
+    return Experiment(name, configs=(TrainConfig(name="baseline", epochs=2, lr=3e-3),), runs=runs)
+
+
+def test_a_run_whose_worker_dies_is_retried(ws, crash_switch):
+    from toonvision.learning.experiments import run_experiment
+
+    toy_crops(ws, per_label=6)
+    crash_switch.write_text("once 0:baseline")
+    results = run_experiment(ws, _experiment("retry", 2), ws.runs / "compare" / "retry", workers=1)
+    assert [(r.run, r.failed) for r in results] == [(0, ""), (1, "")]
+    crashed = _crashed(crash_switch)
+    assert len(crashed) == 1 and not crash_switch.exists()
+    # Run 0 was finished by the worker Ray restarted, in a new process.
+    assert int(results[0].worker.rsplit(":", 1)[1]) != crashed[0]
+    assert all(0.0 <= r.test["accuracy"] <= 1.0 for r in results)
+    assert ray.is_initialized()  # the caller's Ray: used, not shut down
+
+
+def test_a_run_that_keeps_failing_is_recorded_and_retried_next_time(ws, crash_switch, capsys):
+    import typer
+
+    from toonvision.cli.learning import run_comparison
+    from toonvision.learning.experiments import RETRIES
+
+    toy_crops(ws, per_label=6)
+    crash_switch.with_suffix(".pids").unlink(missing_ok=True)
+    crash_switch.write_text("always 1:baseline")
+    exp, out = _experiment("fail", 3), ws.runs / "compare" / "fail"
+    with pytest.raises(typer.Exit) as stopped:
+        run_comparison(ws, exp, workers=1)  # one worker: run 2 needs the one that replaces it
+    assert stopped.value.exit_code == 1
+    assert len(_crashed(crash_switch)) == RETRIES + 1  # tried, then retried by Ray on restarted workers
+    record = json.loads((out / "results" / "run0001_baseline.json").read_text())
+    assert "worker died" in record["failed"] and record["test"] == {}
+    for run in (0, 2):
+        assert not json.loads((out / "results" / f"run000{run}_baseline.json").read_text())["failed"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["failed"] == [{"run": 1, "config": "baseline", "reason": record["failed"]}]
+    assert summary["summary"]["baseline"]["accuracy"]["n"] == 2  # over the runs that finished
+    assert "## Failed runs" in (out / "summary.md").read_text()
+    # The keeper judged the failed run and went on: nothing waits, run 0's model at least is kept.
+    assert json.loads((out / "best.json").read_text())["next_run"] == 3
+    assert not list((out / "pending").glob("*.npz")) and (out / "best" / "baseline.keras").is_file()
+    printed = capsys.readouterr()
+    assert "warning: 1 run failed (run 1 baseline)" in " ".join(printed.err.split())
+    assert "run 1 baseline failed: its worker died" in " ".join(printed.out.split())
+
+    crash_switch.unlink()  # the machine is well again: the same command retries the failed run only
+    before = {p.name: p.read_bytes() for p in (out / "results").glob("run000[02]_*.json")}
+    run_comparison(ws, exp, workers=1)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["failed"] == [] and summary["summary"]["baseline"]["accuracy"]["n"] == 3
+    assert not json.loads((out / "results" / "run0001_baseline.json").read_text())["failed"]
+    assert all((out / "results" / n).read_bytes() == b for n, b in before.items())
+    assert not list((out / "pending").glob("*.npz"))
+    assert "## Failed runs" not in (out / "summary.md").read_text()
