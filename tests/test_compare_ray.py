@@ -1,14 +1,18 @@
-"""compare and Ray: workers that die."""
+"""compare and Ray: workers that die, machines where other Ray instances run."""
 
 import json
 import logging
 import os
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from conftest import toy_crops
+from conftest import run_cli, toy_crops
 from toonvision.learning.training import TrainConfig
 
 ray = pytest.importorskip("ray")
@@ -123,3 +127,41 @@ def test_a_run_that_keeps_failing_is_recorded_and_retried_next_time(ws, crash_sw
     assert all((out / "results" / n).read_bytes() == b for n, b in before.items())
     assert not list((out / "pending").glob("*.npz"))
     assert "## Failed runs" not in (out / "summary.md").read_text()
+
+
+# --- which Ray compare uses ---
+
+SMALL = ("--epochs", "1", "--runs", "1", "--config", "baseline")
+
+
+@pytest.fixture
+def ray_tmp():
+    """A Ray temporary folder of the test's own (RAY_TMPDIR), short: Ray's socket paths must fit in 107 bytes."""
+    folder = Path(tempfile.mkdtemp(prefix="tvray-", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _free_port() -> int:
+    """A local port nothing listens at (once the socket that found it is closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _compare(ws, name: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return run_cli("compare", "--root", str(ws.root), *SMALL, "--name", name, *extra, env=env)
+
+
+def test_compare_starts_its_own_ray_whatever_the_machine_says(ws, ray_tmp):
+    toy_crops(ws, per_label=6)
+    # A cluster that died and left its address behind, where a bare ray.init() looks for one ...
+    (ray_tmp / "ray").mkdir()
+    (ray_tmp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{_free_port()}")
+    stale = _compare(ws, "stale", env={"RAY_TMPDIR": str(ray_tmp)})
+    assert stale.returncode == 0, stale.stdout + stale.stderr
+    # ... and RAY_ADDRESS naming a dead one.
+    dead = _compare(ws, "env", env={"RAY_ADDRESS": f"127.0.0.1:{_free_port()}"})
+    assert dead.returncode == 0, dead.stdout + dead.stderr
+    for name in ("stale", "env"):
+        assert (ws.runs / "compare" / name / "results" / "run0000_baseline.json").is_file()

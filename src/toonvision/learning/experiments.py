@@ -260,9 +260,12 @@ def _start_ray(address: str | None, workers: int, threads: int) -> bool:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        # A private local instance sized to this machine; its workers see the source tree through the
-        # installed package, so nothing has to be shipped.
-        ray.init(num_cpus=max(os.cpu_count() or 1, workers * threads), include_dashboard=False, **kwargs)
+        # "local": a new instance even where someone ran `ray start`, where RAY_ADDRESS is set, or where a dead
+        # cluster left its address in /tmp/ray/ray_current_cluster; a bare ray.init() would join those (and
+        # refuse num_cpus). Its workers see the source tree through the installed package: nothing is shipped.
+        ray.init(
+            address="local", num_cpus=max(os.cpu_count() or 1, workers * threads), include_dashboard=False, **kwargs
+        )
     return True
 
 
