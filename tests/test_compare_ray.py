@@ -1,13 +1,16 @@
-"""compare and Ray: workers that die, machines where other Ray instances run."""
+"""compare and Ray: workers that die, machines where other Ray instances run, addresses where none does."""
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -165,3 +168,89 @@ def test_compare_starts_its_own_ray_whatever_the_machine_says(ws, ray_tmp):
     assert dead.returncode == 0, dead.stdout + dead.stderr
     for name in ("stale", "env"):
         assert (ws.runs / "compare" / name / "results" / "run0000_baseline.json").is_file()
+
+
+def test_compare_beside_a_running_ray_start(ws, ray_tmp):
+    """A real `ray start --head` on this machine, of the test's own (its own temporary folder and ports), stopped
+    by ending its own processes only: compare starts a private Ray beside it, and joins it with --address."""
+    toy_crops(ws, per_label=6)
+    port = _free_port()
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
+    ports = ("--ray-client-server-port", "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port")
+    head = subprocess.Popen(
+        [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--port", str(port)]
+        + ["--num-cpus", "1", "--include-dashboard", "false", "--disable-usage-stats"]
+        + [arg for option in ports for arg in (option, str(_free_port()))],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its processes in a group of their own, so the test can end them all
+    )
+    try:
+        address_file = ray_tmp / "ray" / "ray_current_cluster"
+        deadline = time.time() + 120
+        while time.time() < deadline and not address_file.exists() and head.poll() is None:
+            time.sleep(0.5)
+        assert address_file.exists(), "ray start did not come up"
+        there = {"RAY_TMPDIR": str(ray_tmp)}  # where a bare ray.init() finds it
+        beside = _compare(ws, "beside", env=there)
+        assert beside.returncode == 0, beside.stdout + beside.stderr
+        # Ray sends its authentication token (ray start made one) to a given address only when told to.
+        address = f"127.0.0.1:{port}"
+        refused = _compare(ws, "refused", "--address", address, env={**there, "RAY_AUTH_MODE": "disabled"})
+        assert refused.returncode == 2 and "RAY_AUTH_MODE=token" in refused.stderr.splitlines()[-1]
+        for name, how, extra in (("auto", "auto", {}), ("address", address, {"RAY_AUTH_MODE": "token"})):
+            joined = _compare(ws, name, "--address", how, env={**there, **extra})
+            assert joined.returncode == 0, joined.stdout + joined.stderr
+            assert (ws.runs / "compare" / name / "results" / "run0000_baseline.json").is_file()
+    finally:
+        head.send_signal(signal.SIGTERM)  # --block: ray start ends the processes it started
+        try:
+            head.wait(timeout=60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(head.pid, signal.SIGKILL)  # anything of its group left behind
+
+
+# --- an address where no Ray answers ---
+
+
+def _gives_up(ws, address: str, name: str) -> tuple[subprocess.CompletedProcess, float]:
+    start = time.perf_counter()
+    result = _compare(ws, name, "--address", address)
+    return result, time.perf_counter() - start
+
+
+def _one_error_line(result: subprocess.CompletedProcess, address: str) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    line = lines[0]
+    assert line.startswith("error: cannot reach a Ray cluster at " + address), line
+    assert "Traceback" not in result.stdout + result.stderr
+    return line
+
+
+def test_compare_gives_up_quickly_where_nothing_listens(ws):
+    toy_crops(ws, per_label=6)
+    for address in (f"127.0.0.1:{_free_port()}", f"ray://127.0.0.1:{_free_port()}"):
+        result, seconds = _gives_up(ws, address, "refused")
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "connection refused" in _one_error_line(result, address)
+        assert seconds < 30
+
+
+def test_compare_gives_up_where_nothing_answers(ws):
+    from toonvision.learning.experiments import CONNECT_SECONDS
+
+    toy_crops(ws, per_label=6)
+    # A black hole: a listening socket whose queue is full and that never accepts drops every new SYN, as a
+    # firewall that drops packets does.
+    with socket.socket() as hole, socket.socket() as filler:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(0)
+        filler.connect(hole.getsockname())
+        address = f"127.0.0.1:{hole.getsockname()[1]}"
+        result, seconds = _gives_up(ws, address, "hole")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"no answer within {CONNECT_SECONDS} s" in _one_error_line(result, address)
+    assert CONNECT_SECONDS <= seconds < 35

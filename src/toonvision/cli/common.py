@@ -52,7 +52,8 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``error: message`` on standard error; raise what this returns to exit with ``code``."""
     from rich.text import Text
 
-    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False)
+    # Never wrapped: one line whatever the terminal's width, for scripts that read it.
+    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
