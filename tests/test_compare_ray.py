@@ -254,3 +254,18 @@ def test_compare_gives_up_where_nothing_answers(ws):
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"no answer within {CONNECT_SECONDS} s" in _one_error_line(result, address)
     assert CONNECT_SECONDS <= seconds < 35
+
+
+def test_compare_gives_up_where_something_else_listens(ws):
+    """The connection is taken but nobody speaks Ray (a proxy, another server): Ray's own wait, bounded."""
+    toy_crops(ws, per_label=6)
+    with socket.socket() as server:
+        server.bind(("0.0.0.0", 0))  # Ray connects to this machine's address, not to 127.0.0.1
+        server.listen(16)
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        result, seconds = _gives_up(ws, address, "silent")
+    assert result.returncode == 2, result.stdout + result.stderr
+    # Ray's own log lines may come first; compare's verdict is one line, the last.
+    assert result.stderr.splitlines()[-1].startswith(f"error: cannot reach a Ray cluster at {address}")
+    assert "Traceback" not in result.stdout + result.stderr
+    assert seconds < 40
