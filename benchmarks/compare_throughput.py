@@ -327,8 +327,10 @@ def our_way(root: Path, runs: int, epochs: int, seed: int, workers: int, threads
         cloudpickle.register_pickle_by_value(sys.modules[__name__])
     start = time.perf_counter()
     with LoadMonitor() as load:
-        # The local instance run_experiment would start (toonvision.learning.experiments.start_ray), plus the hook.
+        # The local instance run_experiment would start (toonvision.learning.experiments._start_ray), plus the
+        # hook; run_experiment uses it and leaves it running.
         ray.init(
+            address="local",
             num_cpus=max(os.cpu_count() or 1, workers * threads),
             include_dashboard=False,
             logging_level=logging.ERROR,

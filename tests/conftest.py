@@ -53,15 +53,17 @@ def add_screenshot(
     return image, xml
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the installed ``toonvision`` command as a user would."""
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run the installed ``toonvision`` command as a user would (``env``: variables to add to this process's)."""
     return subprocess.run(
         [sys.executable, "-m", "toonvision.cli", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
         timeout=timeout,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
 
 

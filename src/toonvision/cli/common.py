@@ -52,8 +52,17 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``error: message`` on standard error; raise what this returns to exit with ``code``."""
     from rich.text import Text
 
-    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False)
+    # Never wrapped: one line whatever the terminal's width, for scripts that read it.
+    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    """Print ``warning: message`` on standard error."""
+    from rich.text import Text
+
+    # Never wrapped: one line whatever the terminal's width, for scripts that read it.
+    err.print(Text.assemble(("warning:", "bold yellow"), " ", message), highlight=False, soft_wrap=True)
 
 
 def progress() -> Progress:

@@ -20,6 +20,7 @@ from toonvision.cli.common import (
     progress,
     shown_precision,
     tensorflow,
+    warn,
     workspace,
 )
 
@@ -246,6 +247,11 @@ def compare(
     best so far on both test loss and accuracy), history.png (every run faint, the mean bold),
     boxplots.png (test accuracy and loss), summary.md/json (median, quartiles, min/max, and a Mann-Whitney U
     test with a bootstrap interval for each pair).
+
+    A run whose worker dies (killed, out of memory) is retried by Ray; one that still fails is recorded as
+    failed in its result file, the other runs finish, the summary lists it and leaves it out of the statistics,
+    and the command exits with 1; the same command retries it. Without --address, compare starts a private Ray
+    even where another one runs; with it, compare gives up within about 30 s where no cluster answers (exit 2).
     """
     from dataclasses import replace
 
@@ -283,10 +289,13 @@ def compare(
 def run_comparison(
     ws: Workspace, exp: Experiment, *, workers: int = 0, threads: int = 1, address: str | None = None
 ) -> Path:
-    """An experiment with a progress bar, its figures and summary tables; returns its folder."""
+    """An experiment with a progress bar, its figures and summary tables; returns its folder. Exits with code 1
+    after writing everything when a run failed (the same command retries it), 2 when Ray cannot be reached."""
     tensorflow()
+    from rich.text import Text
+
     from toonvision.figures.training import draw_experiment
-    from toonvision.learning.experiments import run_experiment, write_summary
+    from toonvision.learning.experiments import RayUnavailable, run_experiment, write_summary
 
     out = ws.runs / "compare" / exp.name
     with progress() as bar:
@@ -296,11 +305,10 @@ def run_comparison(
             bar.update(task_id, total=total, completed=done, description="training")
 
         def on_result(result, messages) -> None:
-            bar.update(
-                task_id,
-                advance=1,
-                description=f"run {result.run} {result.config}: acc {result.test.get('accuracy', 0):.3f}",
-            )
+            shown = "failed" if result.failed else f"acc {result.test.get('accuracy', 0):.3f}"
+            bar.update(task_id, advance=1, description=f"run {result.run} {result.config}: {shown}")
+            if result.failed:
+                bar.console.print(Text(f"run {result.run} {result.config} failed: {result.failed}", style="yellow"))
             for m in messages:
                 bar.console.print(m)
 
@@ -308,18 +316,23 @@ def run_comparison(
             results = run_experiment(
                 ws, exp, out, workers=workers, threads=threads, address=address, on_start=on_start, on_result=on_result
             )
-        except ValueError as exc:
+        except (ValueError, RayUnavailable) as exc:
             raise fail(str(exc)) from None
     names = [c.name for c in exp.configs]
-    draw_experiment(out, names, results, exp.task)
+    finished = [r for r in results if not r.failed]
+    if finished:
+        draw_experiment(out, names, finished, exp.task)
     summary = write_summary(out, exp, results)
     print_summary(summary)
     console.print(f"results in {out}")
+    if summary["failed"]:
+        raise typer.Exit(1)
     return out
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    """The comparison's tables: test metrics per configuration, and the test of every pair."""
+    """The comparison's tables: test metrics per configuration, the test of every pair, and a warning when runs
+    failed."""
     table = Table("model", "metric", "n", "median", "q1", "q3", "min", "max", title="Test metrics")
     for model_name, metrics in summary["summary"].items():
         for metric, st in metrics.items():
@@ -343,6 +356,14 @@ def print_summary(summary: dict[str, Any]) -> None:
         else:
             tests.add_row(t["a"], t["b"], t["metric"], "(needs 2+ runs each)", "", "")
     console.print(tests)
+    failed = summary.get("failed", [])
+    if failed:
+        which = ", ".join(f"run {f['run']} {f['config']}" for f in failed)
+        warn(
+            f"{len(failed)} run{'s' if len(failed) > 1 else ''} failed ({which}) and "
+            f"{'are' if len(failed) > 1 else 'is'} left out of the statistics; summary.md says why; "
+            "run the same command again to retry"
+        )
 
 
 def evaluate(

@@ -7,6 +7,9 @@ workers train them in parallel, on this machine (a local Ray instance sized to i
 stopped. A model is kept only when it beats the best so far on both test loss and test accuracy, as the
 spec does; results are taken in run order for that, so the kept model does not depend on which worker
 finished first.
+
+A worker that dies (killed, out of memory) is restarted by Ray and its run retried; a run that still does
+not finish is recorded as failed in its result file, the other runs go on, and the same command retries it.
 """
 
 from __future__ import annotations
@@ -16,8 +19,12 @@ import json
 import logging
 import os
 import platform
+import socket
+import sys
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +40,16 @@ if TYPE_CHECKING:
     from toonvision.data.workspace import Workspace
 
 RESULTS = "results"
+# A run whose worker dies is retried this many times, each on a restarted worker, before it is recorded as
+# failed; as many restarts per worker, after which it is replaced by a new one.
+RETRIES = 2
+# How long to wait for a cluster given by address: Ray's own defaults (a 30 s connection timeout, tried 20
+# times) wait for minutes on an address where nobody answers.
+CONNECT_SECONDS = 10
+
+
+class RayUnavailable(ConnectionError):
+    """No Ray cluster answers at the address given; the message says what to check."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,7 @@ class RunResult:
     seconds: float
     worker: str = ""
     precision: str = "float32"  # what the worker computed in ("auto" resolved on its CPU)
+    failed: str = ""  # why the run has no numbers (its worker kept dying, or training raised); empty: it finished
     weights: list[np.ndarray] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -195,7 +213,12 @@ class Keeper:
         self.plans: list[dict] = []  # each run's split, saved beside a kept model for evaluation
 
     def offer(self, result: RunResult) -> list[str]:
-        """Take one result; returns messages about models kept."""
+        """Take one result, finished or failed; returns messages about models kept."""
+        if result.run < self.next_run:
+            # A retry of a run an earlier session judged as failed: the rule has moved past it, so its numbers
+            # count in the statistics but it cannot become the kept model.
+            pending_path(self.out, result.run, result.config).unlink(missing_ok=True)
+            return []
         self.pending[(result.run, result.config)] = result
         return self._advance()
 
@@ -206,6 +229,8 @@ class Keeper:
             for n in names:
                 result = self.pending.pop((self.next_run, n))
                 best = self.best.setdefault(n, Best())
+                if result.failed:  # judged like the others, so the runs after it are not held up; never kept
+                    continue
                 loss, acc = result.test.get("loss", float("inf")), result.test.get("accuracy", -1.0)
                 if loss < best.loss and acc > best.accuracy:
                     self.best[n] = Best(loss, acc, result.run)
@@ -234,19 +259,103 @@ class Keeper:
             write_json(folder / f"{stem}.split.json", self.plans[result.run])
 
 
-def _start_ray(address: str | None, workers: int, threads: int):
-    import ray
-
-    if ray.is_initialized():
-        return ray
+def _start_ray(address: str | None, workers: int, threads: int) -> bool:
+    """A private local Ray instance sized to this machine, or the cluster at ``address``, unless this process
+    has Ray already (then it is used as it is); returns whether Ray was started here, so must be shut down."""
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        return False
     kwargs: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False, "configure_logging": True}
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        # A private local instance sized to this machine; its workers see the source tree through the
-        # installed package, so nothing has to be shipped.
-        ray.init(num_cpus=max(os.cpu_count() or 1, workers * threads), include_dashboard=False, **kwargs)
-    return ray
+    if not address:
+        import ray
+
+        # "local": a new instance even where someone ran `ray start`, where RAY_ADDRESS is set, or where a dead
+        # cluster left its address in /tmp/ray/ray_current_cluster; a bare ray.init() would join those (and
+        # refuse num_cpus). Its workers see the source tree through the installed package: nothing is shipped.
+        ray.init(
+            address="local", num_cpus=max(os.cpu_count() or 1, workers * threads), include_dashboard=False, **kwargs
+        )
+        return True
+    _probe(address)
+    with _bounded_connection():
+        import ray
+
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError, TimeoutError) as exc:
+            if any(word in _chain_text(exc) for word in ("InvalidAuthToken", "Unauthenticated")):
+                raise RayUnavailable(
+                    f"the Ray cluster at {address} wants an authentication token: set RAY_AUTH_MODE=token, with "
+                    "the cluster's token in RAY_AUTH_TOKEN or ~/.ray/auth_token (Ray sends it only when told to)"
+                ) from None
+            raise RayUnavailable(_unreachable(address, _first_line(exc))) from None
+    return True
+
+
+def _probe(address: str) -> None:
+    """Give up at once where nothing listens at ``address`` (host:port or ray://host:port), and within
+    CONNECT_SECONDS where nothing answers (a firewall dropping packets): Ray would retry for minutes."""
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", or a form Ray explains itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
+    except TimeoutError:
+        raise RayUnavailable(_unreachable(address, f"no answer within {CONNECT_SECONDS} s")) from None
+    except OSError as exc:
+        raise RayUnavailable(_unreachable(address, (exc.strerror or str(exc)).lower())) from None
+
+
+@contextmanager
+def _bounded_connection() -> Iterator[None]:
+    """Ray's own connection settings, where the user has not set them: one try of CONNECT_SECONDS instead of
+    20 of 30 s. Ray reads the timeout when it is imported, so import it inside this block (in a process that
+    imported it before, Ray's 30 s stay); the settings are only for connecting and are taken back afterwards."""
+    settings = {"RAY_py_gcs_connect_timeout_s": str(CONNECT_SECONDS), "RAY_gcs_server_port_wait_time_s": "1"}
+    added = [k for k in settings if k not in os.environ]
+    os.environ.update({k: settings[k] for k in added})
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
+def _unreachable(address: str, why: str) -> str:
+    return (
+        f"cannot reach a Ray cluster at {address} ({why}): check that Ray runs there ('ray status' on the head "
+        "node), that this is the head's address (host:6379 by default, ray://host:10001 for Ray Client) and that "
+        "no firewall blocks the port; without --address, compare trains on this machine"
+    )
+
+
+def _chain_text(exc: BaseException | None) -> str:
+    """The messages of an exception and of those it was raised from (Ray puts the real reason there)."""
+    texts = []
+    while exc is not None and len(texts) < 10:
+        texts.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    return "\n".join(texts)
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
+def _failure_reason(exc: Exception) -> str:
+    """One line for a run's failure record."""
+    from ray.exceptions import RayActorError, RayTaskError
+
+    if isinstance(exc, RayTaskError):  # training raised: the worker lives on
+        cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+        return f"training raised {type(cause).__name__}: {_first_line(cause)}"
+    why = f"{type(exc).__name__}: {_first_line(exc)}"
+    # Ray says how the process ended (a crash, the memory monitor) after "exit detail:", then general advice.
+    detail = str(exc).partition("exit detail:")[2].partition(" Some common causes")[0].strip()
+    if detail:
+        why += f" {detail[:200]}"
+    if isinstance(exc, RayActorError):
+        return f"its worker died and Ray's {RETRIES} retries did not finish it ({why})"
+    return why
 
 
 def run_experiment(
@@ -260,7 +369,12 @@ def run_experiment(
     on_start: Callable[[int, int], None] | None = None,
     on_result: Callable[[RunResult, list[str]], None] | None = None,
 ) -> list[RunResult]:
-    """Run (or resume) ``exp`` into folder ``out``; returns every result, old and new, in run order."""
+    """Run (or resume) ``exp`` into folder ``out``; returns every result, old and new, finished or failed
+    (``RunResult.failed``), in run order. Runs that failed in an earlier session are tried again.
+
+    Uses the Ray of this process when it has one; otherwise starts a private local instance, or connects to
+    ``address`` (raising :class:`RayUnavailable` when no cluster answers there), and shuts it down on the way
+    out, also on errors and interruptions."""
     if not exp.configs:
         raise ValueError("an experiment needs at least one configuration")
     if len({c.name for c in exp.configs}) != len(exp.configs):
@@ -272,7 +386,7 @@ def run_experiment(
     samples = find_samples(ws)
     data = load_task(samples, exp.task, pad=exp.pad, ws=ws)
     run_plans = plans(exp, data.samples)
-    done = {(r.run, r.config) for r in load_results(out)}
+    finished = {(r.run, r.config) for r in load_results(out) if not r.failed}
     jobs = []
     for run, plan in enumerate(run_plans):
         idx = {
@@ -280,7 +394,7 @@ def run_experiment(
             for s in ("train", "validate", "test")
         }
         for cfg in exp.configs:
-            if (run, cfg.name) in done:
+            if (run, cfg.name) in finished:
                 continue
             job_cfg = replace(cfg, task=exp.task, pad=exp.pad, seed=exp.run_seed(run))
             jobs.append(Job(run, job_cfg, idx["train"], idx["validate"], idx["test"]))
@@ -291,30 +405,74 @@ def run_experiment(
     keeper = Keeper(out, exp)
     keeper.plans = run_plans
     # Results already on disk from an earlier, interrupted session: feed them back in run order so the
-    # keeper's state catches up (their weights are gone, so an older best stays the best on disk).
+    # keeper's state catches up (their weights are gone, so an older best stays the best on disk). Failed
+    # ones are left out: they are tried again below, and the keeper waits for what comes of that.
     for old in load_results(out):
-        if old.run >= keeper.next_run:
+        if old.run >= keeper.next_run and not old.failed:
             keeper.offer(old)
     if jobs:
-        ray = _start_ray(address, workers, threads)
-        from ray.util.actor_pool import ActorPool
+        started = _start_ray(address, workers, threads)
+        try:
+            _train(data, jobs, out, keeper, workers, threads, on_result)
+        finally:
+            if started:
+                import ray
 
-        cpus = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
-        n_workers = max(1, min(workers or cpus // threads, len(jobs)))
-        actor_cls = ray.remote(num_cpus=threads)(Trainer)
-        pool = ActorPool([actor_cls.remote(threads) for _ in range(n_workers)])
-        meta = [None] * len(data.samples)  # workers need no file paths, only arrays
-        x_ref, y_ref = ray.put(data.x), ray.put(data.y)
-        for job in jobs:
-            pool.submit(lambda actor, j: actor.run.remote(x_ref, y_ref, meta, j), job)
-        while pool.has_next():
-            result: RunResult = pool.get_next_unordered()
-            save_pending(out, result)  # weights first: a result on disk always has them until judged
-            write_json(result_path(out, result.run, result.config), result.to_dict())
-            messages = keeper.offer(result)
-            if on_result:
-                on_result(result, messages)
+                ray.shutdown()
     return sorted(load_results(out), key=lambda r: (r.run, [c.name for c in exp.configs].index(r.config)))
+
+
+def _train(
+    data: TaskData,
+    jobs: list[Job],
+    out: Path,
+    keeper: Keeper,
+    workers: int,
+    threads: int,
+    on_result: Callable[[RunResult, list[str]], None] | None,
+) -> None:
+    """Every job on Ray workers, each result written and judged as it arrives."""
+    import ray
+    from ray.exceptions import RayError, RayTaskError
+
+    cpus = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
+    n_workers = max(1, min(workers or cpus // threads, len(jobs)))
+    # A worker that dies (killed, out of memory) is restarted and the run it had is tried again, by Ray.
+    actor_cls = ray.remote(num_cpus=threads, max_restarts=RETRIES, max_task_retries=RETRIES)(Trainer)
+    meta = [None] * len(data.samples)  # workers need no file paths, only arrays
+    x_ref, y_ref = ray.put(data.x), ray.put(data.y)
+    idle = [actor_cls.remote(threads) for _ in range(n_workers)]
+    queue = deque(jobs)
+    running: dict[Any, tuple[Any, Job, float]] = {}
+    while queue or running:
+        while queue and idle:
+            actor, job = idle.pop(), queue.popleft()
+            running[actor.run.remote(x_ref, y_ref, meta, job)] = (actor, job, time.perf_counter())
+        [ref], _ = ray.wait(list(running), num_returns=1)
+        actor, job, start = running.pop(ref)
+        try:
+            result: RunResult = ray.get(ref)
+        except RayError as exc:
+            if not isinstance(exc, RayTaskError):  # the worker is gone (or past its restarts): a new one
+                ray.kill(actor, no_restart=True)
+                actor = actor_cls.remote(threads)
+            result = RunResult(
+                run=job.run,
+                config=job.config.name,
+                seed=job.config.seed,
+                history={},
+                test={},
+                seconds=time.perf_counter() - start,
+                precision=job.config.precision,
+                failed=_failure_reason(exc),
+            )
+        idle.append(actor)
+        if not result.failed:
+            save_pending(out, result)  # weights first: a result on disk always has them until judged
+        write_json(result_path(out, result.run, result.config), result.to_dict())
+        messages = keeper.offer(result)
+        if on_result:
+            on_result(result, messages)
 
 
 # --- statistics over runs ---
@@ -388,19 +546,24 @@ def pairwise(results: list[RunResult], names: list[str]) -> list[dict[str, Any]]
 
 def write_summary(out: Path, exp: Experiment, results: list[RunResult]) -> dict[str, Any]:
     """summary.json and summary.md under the experiment's folder: per configuration the median, quartiles,
-    min and max of test accuracy and loss, and a statistical test for every pair. Returns the summary."""
+    min and max of test accuracy and loss over the runs that finished, a statistical test for every pair, and
+    the runs that failed, with why. Returns the summary."""
     names = [c.name for c in exp.configs]
+    finished = [r for r in results if not r.failed]
     summary = {
-        "summary": summarize_runs(results, names),
-        "tests": pairwise(results, names),
-        "runs": len({r.run for r in results}),
+        "summary": summarize_runs(finished, names),
+        "tests": pairwise(finished, names),
+        "runs": len({r.run for r in finished}),
+        "failed": [{"run": r.run, "config": r.config, "reason": r.failed} for r in results if r.failed],
     }
     write_json(out / "summary.json", summary)
-    write_text_atomic(out / "summary.md", summary_markdown(summary["summary"], summary["tests"], summary["runs"]))
+    write_text_atomic(
+        out / "summary.md", summary_markdown(summary["summary"], summary["tests"], summary["runs"], summary["failed"])
+    )
     return summary
 
 
-def summary_markdown(summary: dict, tests: list[dict], n_runs: int) -> str:
+def summary_markdown(summary: dict, tests: list[dict], n_runs: int, failed: list[dict] | None = None) -> str:
     lines = [
         f"# Test metrics over {n_runs} runs",
         "",
@@ -431,6 +594,18 @@ def summary_markdown(summary: dict, tests: list[dict], n_runs: int) -> str:
             )
         else:
             lines.append(f"| {t['a']} | {t['b']} | {t['metric']} | (needs 2+ runs each) | | |")
+    if failed:
+        lines += [
+            "",
+            "## Failed runs",
+            "",
+            f"{len(failed)} run(s) did not finish and are left out of the numbers above; running the same command "
+            "again retries them.",
+            "",
+            "| run | model | why |",
+            "|---|---|---|",
+            *(f"| {f['run']} | {f['config']} | {f['reason'].replace('|', '/')} |" for f in failed),
+        ]
     return "\n".join(lines) + "\n"
 
 
