@@ -63,6 +63,24 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class EpochClock:
+    """An ``on_epoch`` hook for :func:`toonvision.learning.training.fit` that records every epoch's duration in
+    ``.seconds``: the time between two epochs' ends, the first from the clock's making (so it also holds the
+    run's set-up: steady state is ``seconds[1:]``)."""
+
+    def __init__(self, then: Any = None) -> None:
+        self.seconds: list[float] = []
+        self.then = then
+        self.last = time.perf_counter()
+
+    def __call__(self, epoch: int, logs: dict) -> None:
+        now = time.perf_counter()
+        self.seconds.append(now - self.last)
+        self.last = now
+        if self.then is not None:
+            self.then(epoch, logs)
+
+
 def epoch_timer() -> Any:
     """A Keras callback that records every epoch's duration (validation included) in ``.seconds``."""
     import keras

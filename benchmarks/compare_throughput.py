@@ -27,7 +27,6 @@ down after each way.
 from __future__ import annotations
 
 import argparse
-import itertools
 import logging
 import os
 import resource
@@ -42,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import DEFAULT_ROOT, epoch_timer, seed_workspace
+from _common import DEFAULT_ROOT, EpochClock, epoch_timer, seed_workspace
 
 CONFIGS = ("baseline", "optimized")
 FULL_RUNS, FULL_EPOCHS = 200, 25
@@ -260,15 +259,9 @@ def time_epochs_in_worker() -> None:
     original = experiments.fit
 
     def fit(cfg: Any, train: Any, validate: Any = None, test: Any = None, *, on_epoch: Any = None) -> Any:
-        ends = [time.perf_counter()]
-
-        def timed(epoch: int, logs: dict) -> None:
-            ends.append(time.perf_counter())
-            if on_epoch is not None:
-                on_epoch(epoch, logs)
-
-        result = original(cfg, train, validate, test, on_epoch=timed)
-        result.history["epoch_seconds"] = [b - a for a, b in itertools.pairwise(ends)]
+        clock = EpochClock(on_epoch)
+        result = original(cfg, train, validate, test, on_epoch=clock)
+        result.history["epoch_seconds"] = clock.seconds
         return result
 
     experiments.fit = fit
@@ -321,7 +314,7 @@ def our_way(root: Path, runs: int, epochs: int, seed: int, workers: int, threads
     out, probe, marks = tmp / f"compare-{workers}w", WorkerProbe(), {}
     from ray import cloudpickle
 
-    # The workers cannot import the benchmarks' files: ship the hook (and _common's epoch_timer it calls) by value.
+    # The workers cannot import the benchmarks' files: ship the hook (and _common's EpochClock it uses) by value.
     cloudpickle.register_pickle_by_value(sys.modules["_common"])
     if __name__ != "__main__":  # imported: this file too
         cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -22,7 +22,14 @@ import statistics
 import time
 from pathlib import Path
 
-from _common import DEFAULT_ROOT, epoch_timer, forward_flops, matmul_peak_gflops, peak_rss_mb, seed_workspace
+from _common import (
+    DEFAULT_ROOT,
+    EpochClock,
+    forward_flops,
+    matmul_peak_gflops,
+    peak_rss_mb,
+    seed_workspace,
+)
 
 
 def spec_way(root: Path, augment: bool, epochs: int, seed: int) -> tuple[float, float]:
@@ -67,11 +74,11 @@ def our_way(root: Path, augment: bool, epochs: int, seed: int, precision: str) -
     start = time.perf_counter()
     parts = load_task(find_samples(ws), "binary", ws=ws).by_folder()
     load_seconds = time.perf_counter() - start
-    timer = epoch_timer()
+    clock = EpochClock()
     cfg = TrainConfig(augment=augment, seed=seed, epochs=1 + epochs, precision=precision)
-    result = fit(cfg, parts["train"], test=parts["test"], callbacks=[timer])
+    result = fit(cfg, parts["train"], test=parts["test"], on_epoch=clock)
     # Steady state, as for the spec's way; reading the crops from the cache is a one-off per run, printed apart.
-    rate = len(parts["train"].y) * epochs / sum(timer.seconds[1:])
+    rate = len(parts["train"].y) * epochs / sum(clock.seconds[1:])
     return rate, result.test["accuracy"], load_seconds
 
 
