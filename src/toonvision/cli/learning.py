@@ -401,18 +401,13 @@ def run_evaluation(ws: Workspace, source: ModelSource, *, task: str | None = Non
     tensorflow()
     from toonvision.figures.evaluation import draw_evaluation
     from toonvision.learning.evaluation import evaluate_source, write_evaluation
-    from toonvision.learning.model_files import ModelError, load_keras_model
+    from toonvision.learning.model_files import ModelError, load_classifier
 
     try:
-        keras_file = source.keras_file()  # an .onnx export is judged through the Keras model it came from
-        model = load_keras_model(keras_file)
+        model, task = load_classifier(source, task)  # an .onnx export: judged through the .keras it came from
     except ModelError as exc:
         raise fail(str(exc)) from None
-    try:
-        task = source.resolve_task(int(model.output_shape[-1]), task)
-    except ModelError as exc:
-        raise fail(f"{exc} (--task)") from None
-    header("evaluate", model=keras_file, task=task, pad=source.pad, split=_split_source(source), top=top)
+    header("evaluate", model=source.keras_file(), task=task, pad=source.pad, split=_split_source(source), top=top)
     try:
         ev, data = evaluate_source(ws, source, model, task)
     except ValueError as exc:

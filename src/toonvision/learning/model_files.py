@@ -168,6 +168,17 @@ def find_best_models(runs: Path, tasks: tuple[str, ...] = TASKS) -> dict[str, Mo
     return {task: source for task, (_, _, source) in best.items()}
 
 
+def load_classifier(source: ModelSource, task: str | None = None) -> tuple[keras.Model, str]:
+    """The Keras classifier of ``source`` (an .onnx export's through the .keras it came from) and its task:
+    ``task`` when given, else the recorded one, else the one its outputs imply; ModelError says what is
+    wrong."""
+    model = load_keras_model(source.keras_file())
+    try:
+        return model, source.resolve_task(int(model.output_shape[-1]), task)
+    except ModelError as exc:
+        raise ModelError(f"{exc} (--task)") from None
+
+
 def load_keras_model(path: Path) -> keras.Model:
     """The Keras model saved at ``path``, uncompiled; ModelError when the file is not one."""
     import keras

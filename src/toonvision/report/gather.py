@@ -29,7 +29,7 @@ from toonvision.figures.dataset import plot_balance, plot_crop_sizes, plot_split
 from toonvision.figures.evaluation import draw_evaluation
 from toonvision.learning.evaluation import evaluate_source, write_evaluation
 from toonvision.learning.experiments import ExperimentRecord
-from toonvision.learning.model_files import ModelError, load_keras_model, locate_model
+from toonvision.learning.model_files import ModelError, load_classifier, locate_model
 from toonvision.learning.models import create_model
 from toonvision.learning.training import recipe_note
 from toonvision.serving.prediction import fully_right
@@ -339,8 +339,8 @@ def evaluation(ws: Workspace, model_path: Path, title: str, compute: bool) -> Mo
         located = locate_model(model_path)
         folder = located.latest_results_dir("evaluate")
         if (folder is None or not (folder / "evaluation.json").is_file()) and compute:
-            model = load_keras_model(located.keras_file())
-            ev, data = evaluate_source(ws, located, model, located.resolve_task(int(model.output_shape[-1])))
+            model, task = load_classifier(located)
+            ev, data = evaluate_source(ws, located, model, task)
             folder = located.results_dir("evaluate")
             write_evaluation(ev, folder)
             draw_evaluation(ev, data, folder)

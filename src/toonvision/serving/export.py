@@ -28,7 +28,7 @@ import numpy as np
 
 from toonvision.data.files import write_bytes_atomic
 from toonvision.data.taxonomy import task_classes
-from toonvision.learning.model_files import ModelError, ModelSource, load_keras_model, locate_model
+from toonvision.learning.model_files import ModelError, ModelSource, load_classifier, locate_model
 from toonvision.learning.models import pooled_stem
 from toonvision.serving.inference import ONNX_META_PREFIX, ONNX_SUFFIX
 
@@ -230,13 +230,9 @@ def export(
     out = Path(out_path) if out_path is not None else source.sibling(ONNX_SUFFIX)
     replaced = check_output(out, model_file, force)
     try:
-        model = load_keras_model(model_file)
+        model, task = load_classifier(source, task)
     except ModelError as exc:
         raise ExportError(str(exc)) from None
-    try:
-        task = source.resolve_task(int(model.output_shape[-1]), task)
-    except ModelError as exc:
-        raise ExportError(f"{exc} (--task)") from None
     if len(model.input_shape) != 4 or None in model.input_shape[1:]:
         raise ExportError(f"{model_file} takes inputs of shape {model.input_shape}, not (N, height, width, 3) crops")
     pad = source.pad if pad is None else pad

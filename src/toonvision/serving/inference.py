@@ -32,7 +32,7 @@ import numpy as np
 from toonvision.data.images import IMAGE_SIZE, fit_image, open_image
 from toonvision.data.taxonomy import task_classes, task_for_units
 from toonvision.learning.backend import available_cores
-from toonvision.learning.model_files import ModelError, load_keras_model, locate_model
+from toonvision.learning.model_files import ModelError, load_classifier, locate_model
 from toonvision.learning.models import forward_function
 
 ONNX_SUFFIX = ".onnx"
@@ -164,8 +164,7 @@ class Classifier:
             raise
         if source.is_onnx:
             return cls.from_onnx(source.path, task, threads=threads, spin=spin)
-        model = load_keras_model(source.path)
-        task = source.resolve_task(int(model.output_shape[-1]), task)
+        model, task = load_classifier(source, task)
         return cls(model, task, pad=source.pad, jit_compile=jit_compile)
 
     @classmethod
