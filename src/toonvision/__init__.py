@@ -1,12 +1,13 @@
 """ToonVision: teach a machine to see in ToonTown Online.
 
-The command line is ``toonvision``; programs use :class:`toonvision.Classifier` to classify crops.
+The command line is ``toonvision``; programs use :class:`toonvision.Classifier` to classify crops and
+:class:`toonvision.Detector` to find every Toon and Cog in a screenshot.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["Classifier", "__version__"]
+__all__ = ["Classifier", "Detector", "__version__"]
 
 
 def __getattr__(name: str):
@@ -15,4 +16,8 @@ def __getattr__(name: str):
         from toonvision.serving.inference import Classifier
 
         return Classifier
+    if name == "Detector":
+        from toonvision.serving.detector import Detector
+
+        return Detector
     raise AttributeError(f"module 'toonvision' has no attribute {name!r}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,7 +30,8 @@ GROW = 256  # rows added at a time when the array file grows
 
 
 class PixelCache:
-    def __init__(self, folder: Path, size: tuple[int, int], pad: bool) -> None:
+    def __init__(self, folder: Path, size: tuple[int, int], pad: bool, loader: Callable = load_images) -> None:
+        self.loader = loader  # (paths, size, pad=, threads=) -> uint8 array: how a file becomes a row
         self.size = size
         self.pad = pad
         self.folder = Path(folder) / f"{size[0]}x{size[1]}-{'pad' if pad else 'stretch'}"
@@ -65,7 +66,7 @@ class PixelCache:
             index = self._read_index()
             missing = [i for i, (name, size, mtime) in enumerate(keys) if index.get(name, [None])[1:] != [size, mtime]]
             if missing:
-                fresh = load_images([paths[i] for i in missing], self.size, pad=self.pad, threads=threads)
+                fresh = self.loader([paths[i] for i in missing], self.size, pad=self.pad, threads=threads)
                 used = {entry[0] for entry in index.values()}
                 # Rows of entries being replaced are overwritten in place; new crops get unused rows.
                 rows = []

@@ -172,7 +172,14 @@ def load_classifier(source: ModelSource, task: str | None = None) -> tuple[keras
     """The Keras classifier of ``source`` (an .onnx export's through the .keras it came from) and its task:
     ``task`` when given, else the recorded one, else the one its outputs imply; ModelError says what is
     wrong."""
+    if source.task == "detect":
+        raise ModelError(
+            f"{source.path} is a detector, not a classifier: it finds boxes in whole screenshots "
+            "(toonvision predict SHOT.png, toonvision.Detector)"
+        )
     model = load_keras_model(source.keras_file())
+    if len(model.output_shape) != 2:
+        raise ModelError(f"{source.path} is not a classifier (its output is {model.output_shape}, not (N, classes))")
     try:
         return model, source.resolve_task(int(model.output_shape[-1]), task)
     except ModelError as exc:
