@@ -77,12 +77,25 @@ def config_from_options(**options: Any) -> TrainConfig:
         raise fail(str(exc)) from None
 
 
+TrainTask = Annotated[
+    str,
+    typer.Option(
+        "--task",
+        help="binary (cog vs toon), suit (4 suits), name (32 Cog names), or detect (find every Toon and Cog in "
+        "whole screenshots).",
+    ),
+]
+
+
 def train(
     root: Root = Path("img"),
-    task: Task = "binary",
-    model: Model = "small_convnet",
+    task: TrainTask = "binary",
+    model: Annotated[
+        str | None,
+        typer.Option(help="Architecture (see 'toonvision models'); default small_convnet, for detect centernet_s."),
+    ] = None,
     epochs: Epochs = 25,
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default 1e-3; detect: 2e-3, the peak).")] = None,
     optimizer: Annotated[
         str, typer.Option(help="sgd, adam, rmsprop, adadelta, adagrad, adamax, nadam or ftrl.")
     ] = "adam",
@@ -93,7 +106,7 @@ def train(
         int, typer.Option(help="Step schedule: multiply lr by --lr-step-factor every N epochs.")
     ] = 0,
     lr_step_factor: Annotated[float, typer.Option(help="Factor of the step schedule.")] = 0.1,
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 32,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (default 32; detect: 16 screenshots).")] = None,
     class_weight: Annotated[
         str | None, typer.Option(help="'balanced' weighs classes inversely to their frequency.")
     ] = None,
@@ -106,13 +119,52 @@ def train(
         int | None, typer.Option(help="Split in memory with this seed instead of using the data/ folders.")
     ] = None,
     name: Annotated[str, typer.Option(help="Name of the run (its folder is runs/train/<task>-<name>).")] = "model",
+    classes: Annotated[
+        str,
+        typer.Option(
+            help="detect: the classes to find: suit (toon + the 4 suits), kind (cog, toon) or label (every label "
+            "of raw/data/predefined_classes.txt)."
+        ),
+    ] = "suit",
+    imgsz: Annotated[
+        int,
+        typer.Option(
+            help="detect: input width in pixels (a multiple of 32); the height follows a 16:9 screenshot. 640 "
+            "halves a 1280x720 screenshot."
+        ),
+    ] = 640,
+    resume: Annotated[
+        bool,
+        typer.Option(help="detect: continue the newest detector run that was stopped before it finished."),
+    ] = False,
 ) -> None:
     """Train one model and write its run folder under <root>/runs/train/.
 
     The run folder holds model.keras, history.json, config.json, metrics.json (test loss and accuracy),
     split.json and history.png (accuracy and loss, training and validation). Training uses the split in
     data/{train,validate,test} when there is one, else a 60/20/20 split planned from --split-seed.
+
+    With --task detect, a detector learns from the labelled screenshots in raw/screenshots and raw/processed
+    (any labelImg format), split 60/20/20 by screenshot from --split-seed (default --seed); its run folder is
+    runs/train/detect-<classes>[-N]. A stopped run continues from its last finished epoch with --resume.
     """
+    if task == "detect":
+        run_detector_training(
+            workspace(root),
+            model=model or "centernet_s",
+            classes=classes,
+            epochs=epochs,
+            lr=lr or 2e-3,
+            batch_size=batch_size or 16,
+            imgsz=imgsz,
+            augment=True,
+            seed=seed,
+            precision=precision,
+            split_seed=split_seed,
+            resume=resume,
+        )
+        return
+    model, lr, batch_size = model or "small_convnet", lr or 1e-3, batch_size or 32
     cfg = config_from_options(
         name=name,
         task=task,
@@ -134,6 +186,97 @@ def train(
     settings = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "precision")}
     header("train", root=root, **settings, precision=shown_precision(precision), split_seed=split_seed)
     run_training(workspace(root), cfg, split_seed=split_seed)
+
+
+def detector_input_size(imgsz: int) -> tuple[int, int]:
+    """(height, width) for a --imgsz width: the height of a 16:9 screenshot, up to a multiple of 32."""
+    if imgsz < 64 or imgsz % 32:
+        raise fail(f"--imgsz must be a multiple of 32 and at least 64, got {imgsz}")
+    return (-(-imgsz * 9 // 16) + 31) // 32 * 32, imgsz
+
+
+def run_detector_training(
+    ws: Workspace,
+    *,
+    model: str,
+    classes: str,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    imgsz: int,
+    augment: bool,
+    seed: int,
+    precision: str,
+    split_seed: int | None,
+    resume: bool = False,
+) -> Path:
+    """Train a detector with a progress bar per epoch; returns the run folder."""
+    from toonvision.data.detection import DetectionDataError
+    from toonvision.learning.detector_training import DetectConfig, find_unfinished_run, train_detector
+
+    height, width = detector_input_size(imgsz)
+    try:
+        cfg = DetectConfig(
+            name="detect",
+            model=model,
+            classes=classes,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            input_height=height,
+            input_width=width,
+            augment=augment,
+            precision=precision,
+            seed=seed,
+        ).validate()
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    previous = find_unfinished_run(ws.runs / "train") if resume else None
+    if resume and previous is None:
+        raise fail(f"no stopped detector run to resume under {ws.runs / 'train'}")
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "precision", "input_height", "input_width")}
+    header(
+        "train",
+        root=ws.root,
+        **settings,
+        input=f"{width}x{height}",
+        precision=shown_precision(precision),
+        split_seed=split_seed,
+        **({"resume": previous} if previous else {}),
+    )
+    tensorflow()
+    from toonvision.figures.training import plot_history
+    from toonvision.learning.backend import configure_threads
+
+    configure_threads(None)
+    with progress() as bar:
+        task_id = bar.add_task("detect: loading screenshots", total=cfg.epochs)
+
+        def started(data, counts: dict[str, int], first_epoch: int) -> None:
+            bar.update(task_id, completed=first_epoch, description=f"detect: epoch {first_epoch + 1}")
+            for image, reason in data.skipped:
+                warn(f"skipped {image}: {reason}")
+            for image, what in data.warnings[:20]:
+                warn(f"{image}: {what}")
+            if len(data.warnings) > 20:
+                warn(f"... and {len(data.warnings) - 20} more notes on boxes left out")
+            boxes = ", ".join(f"{k} {v}" for k, v in data.box_counts().items())
+            console.print(
+                f"screenshots: train {counts['train']}, validate {counts['validate']}, test {counts['test']}; "
+                f"boxes: {boxes}"
+            )
+
+        try:
+            run = train_detector(
+                ws, cfg, split_seed=split_seed, resume=previous, on_epoch=epoch_bar(bar, task_id), on_start=started
+            )
+        except (DetectionDataError, ValueError) as exc:
+            raise fail(str(exc)) from None
+    plot_history(run.history, run.out / "history.png", f"detect / {cfg.classes} ({cfg.model})")
+    if run.resumed_from:
+        console.print(f"resumed at epoch {run.resumed_from + 1}")
+    console.print(f"results in {run.out}; judge it with: toonvision evaluate {run.out}")
+    return run.out
 
 
 def run_training(ws: Workspace, cfg: TrainConfig, *, split_seed: int | None = None) -> Path:

@@ -166,9 +166,11 @@ def export(
     except ExportError as exc:
         raise fail(str(exc)) from None
     size_kb = result.path.stat().st_size / 1024
+    fitted = (
+        "screenshots letterboxed" if result.task == "detect" else f"crops {'padded' if result.pad else 'stretched'}"
+    )
     console.print(
         f"{'replaced' if result.replaced else 'wrote'} {result.path} ({size_kb:.0f} KB): task {result.task}, "
-        f"{len(result.classes)} classes, crops {'padded' if result.pad else 'stretched'}; ONNX Runtime matches "
-        f"Keras to {result.max_difference:.1g}",
+        f"{len(result.classes)} classes, {fitted}; ONNX Runtime matches Keras to {result.max_difference:.1g}",
         highlight=False,
     )

@@ -281,12 +281,18 @@ def read_truth(image: Path, annotation, scheme: str, classes: Sequence[str], out
     )
 
 
-def load_detection_set(folders: Sequence[Path], scheme: str = "suit", classes_file: Path | None = None) -> DetectionSet:
-    """Every annotated screenshot under ``folders`` (recursively) with its boxes under ``scheme``."""
+def load_detection_set(
+    folders: Sequence[Path],
+    scheme: str = "suit",
+    classes_file: Path | None = None,
+    classes: Sequence[str] | None = None,
+) -> DetectionSet:
+    """Every annotated screenshot under ``folders`` (recursively) with its boxes under ``scheme``; ``classes``
+    (a trained detector's) fixes the class names and their order instead of the scheme's own."""
     labels = None
-    if scheme == "label" and classes_file is not None and classes_file.is_file():
+    if scheme == "label" and classes is None and classes_file is not None and classes_file.is_file():
         labels = [str(label) for label in read_label_list(classes_file)]
-    out = DetectionSet(scheme, scheme_classes(scheme, labels))
+    out = DetectionSet(scheme, list(classes) if classes is not None else scheme_classes(scheme, labels))
     for folder in folders:
         if not Path(folder).is_dir():
             continue

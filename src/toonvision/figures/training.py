@@ -17,10 +17,12 @@ PANELS = (
 
 
 def plot_history(history: dict[str, list[float]], path: Path, title: str = "") -> Path:
-    """Accuracy and loss per epoch, training and validation, as the spec's training plots."""
+    """Accuracy and loss per epoch, training and validation, as the spec's training plots (a detector's history
+    has a loss only: one panel)."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
-    for ax, metric in zip(axes, ("accuracy", "loss"), strict=True):
+    metrics = [m for m in ("accuracy", "loss") if history.get(m)] or ["loss"]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.5), layout="constrained", squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
         epochs = range(1, len(history.get(metric, [])) + 1)
         ax.plot(epochs, history.get(metric, []), "o-", color=MODEL_COLORS[0], label=f"training {metric}", ms=3)
         if history.get(f"val_{metric}"):

@@ -87,6 +87,19 @@ class DetectConfig:
         return {**asdict(self), "task": "detect"}
 
 
+def find_unfinished_run(train_runs: Path) -> Path | None:
+    """The newest detector run folder under ``train_runs`` that has no model.keras yet (stopped before its end)."""
+    candidates = []
+    for config in train_runs.glob("*/config.json"):
+        run = config.parent
+        if (run / "model.keras").exists():
+            continue
+        recorded = read_json(config)
+        if isinstance(recorded, dict) and recorded.get("task") == "detect":
+            candidates.append((config.stat().st_mtime, run))
+    return max(candidates)[1] if candidates else None
+
+
 def truth_key(truth: Truth, ws: Workspace) -> str:
     """A screenshot's name in split.json: its path under raw/ (screenshots/ and processed/ may share names)."""
     try:
@@ -345,6 +358,7 @@ def train_detector(
             validation_data=val.dataset() if val is not None else None,
             validation_steps=len(val) if val is not None else None,
             callbacks=[Checkpoint()],
+            shuffle=False,  # the batches are shuffled already, reproducibly
             verbose=0,
         )
     final = as_float32_detector(model, cfg, len(data.classes)) if precision != "float32" else model

@@ -28,7 +28,7 @@ import numpy as np
 
 from toonvision.data.files import write_bytes_atomic
 from toonvision.data.taxonomy import task_classes
-from toonvision.learning.model_files import ModelError, ModelSource, load_classifier, locate_model
+from toonvision.learning.model_files import ModelError, ModelSource, load_classifier, load_keras_model, locate_model
 from toonvision.learning.models import pooled_stem
 from toonvision.serving.inference import ONNX_META_PREFIX, ONNX_SUFFIX
 
@@ -95,9 +95,11 @@ def check_output(out: Path, model_file: Path, force: bool) -> bool:
     return True
 
 
-def convert_to_onnx(model: keras.Model, opset: int = ONNX_OPSET) -> Any:
+def convert_to_onnx(
+    model: keras.Model, opset: int = ONNX_OPSET, *, input_name: str = INPUT_NAME, output_name: str = OUTPUT_NAME
+) -> Any:
     """The model's inference graph as an ``onnx.ModelProto``: input ``crop`` (N, H, W, 3) uint8 RGB, output
-    ``probabilities`` (N, units); the batch size is free.
+    ``probabilities`` (N, units); the batch size is free. A detector's are ``screenshot`` and ``detections``.
 
     Crops are uint8 pixels, and taking them as such saves the caller a float copy of every crop. A model that
     opens with Rescaling and a max-pool (the article's model) pools first (see
@@ -109,7 +111,7 @@ def convert_to_onnx(model: keras.Model, opset: int = ONNX_OPSET) -> Any:
     import tf2onnx
 
     height, width, channels = model.input_shape[1:]
-    spec = [tf.TensorSpec([None, height, width, channels], tf.uint8, name=INPUT_NAME)]
+    spec = [tf.TensorSpec([None, height, width, channels], tf.uint8, name=input_name)]
     stem = pooled_stem(model)
 
     def forward(x):
@@ -124,7 +126,7 @@ def convert_to_onnx(model: keras.Model, opset: int = ONNX_OPSET) -> Any:
         proto, _ = tf2onnx.convert.from_function(function, input_signature=spec, opset=opset)
     except Exception as exc:  # tf2onnx raises whatever its handlers hit on an op it cannot convert
         raise ExportError(f"tf2onnx cannot convert {model.name}: {exc}") from None
-    _rename_output(proto, OUTPUT_NAME)
+    _rename_output(proto, output_name)
     _fix_reshapes(proto)
     for value in (*proto.graph.input, *proto.graph.output):
         dims = value.type.tensor_type.shape.dim
@@ -192,8 +194,10 @@ def set_metadata(proto: Any, metadata: dict[str, Any]) -> None:
     onnx.helper.set_model_props(proto, props)
 
 
-def check_onnx(proto: Any, model: keras.Model, crops: int = 4, seed: int = 0) -> float:
-    """Largest difference between ONNX Runtime's and Keras' outputs on random crops (raises if > 1e-4)."""
+def check_onnx(proto: Any, model: keras.Model, crops: int = 4, seed: int = 0, relative: bool = False) -> float:
+    """Largest difference between ONNX Runtime's and Keras' outputs on random crops (raises if > 1e-4).
+    ``relative``: differences are divided by 1 + |value| (a detector's box distances run to hundreds of pixels,
+    where float32 rounding alone exceeds 1e-4)."""
     import onnxruntime as ort
 
     height, width, channels = model.input_shape[1:]
@@ -201,7 +205,8 @@ def check_onnx(proto: Any, model: keras.Model, crops: int = 4, seed: int = 0) ->
     expected = np.asarray(model(x.astype(np.float32), training=False))
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x})[0]
-    difference = float(np.max(np.abs(got - expected)))
+    scale = 1.0 + np.abs(expected) if relative else 1.0
+    difference = float(np.max(np.abs(got - expected) / scale))
     if not difference <= TOLERANCE:  # also catches NaN
         raise ExportError(f"the ONNX model differs from the Keras model by {difference:.3g} (> {TOLERANCE})")
     return difference
@@ -229,6 +234,8 @@ def export(
     model_file = source.path
     out = Path(out_path) if out_path is not None else source.sibling(ONNX_SUFFIX)
     replaced = check_output(out, model_file, force)
+    if source.task == "detect":
+        return _export_detector(source, out, replaced, opset)
     try:
         model, task = load_classifier(source, task)
     except ModelError as exc:
@@ -259,6 +266,47 @@ def export(
     difference = check_onnx(proto, model)
     write_bytes_atomic(out, proto.SerializeToString())
     return ExportResult(out, model_file, task, classes, pad, difference, replaced)
+
+
+def _export_detector(source: ModelSource, out: Path, replaced: bool, opset: int) -> ExportResult:
+    """A detector's ONNX export: its class names, input size and letterboxing travel in the file."""
+    import onnx
+
+    from toonvision.learning.detection import STRIDE
+
+    try:
+        model = load_keras_model(source.keras_file())
+    except ModelError as exc:
+        raise ExportError(str(exc)) from None
+    classes = list(source.config.get("class_names") or [])
+    if not classes or model.output_shape[-1] != len(classes) + 4:
+        raise ExportError(
+            f"{source.path}: its config.json does not name the classes of its {model.output_shape[-1]} outputs"
+        )
+    proto = convert_to_onnx(model, opset, input_name="screenshot", output_name="detections")
+    set_metadata(
+        proto,
+        {
+            "task": "detect",
+            "classes": classes,
+            "size": list(model.input_shape[1:3]),
+            "letterbox": "scaled to fit keeping the aspect ratio (OpenCV area shrink), centred on black",
+            "stride": STRIDE,
+            "input": "RGB pixels as uint8, (N, height, width, 3), letterboxed",
+            "output": "(N, height/4, width/4, classes + 4): class scores in [0, 1], then the distances (input px) "
+            "from the cell centre to the box's left, top, right and bottom; keep 3x3 maxima, top-k",
+            "source": source.path.name,
+            "model": model.name,
+        },
+    )
+    proto.doc_string = f"ToonVision detector ({', '.join(classes)}) exported from {source.path.name}"
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"the conversion of {source.path} gave an invalid ONNX model: {exc}") from None
+    difference = check_onnx(proto, model, crops=2, relative=True)
+    write_bytes_atomic(out, proto.SerializeToString())
+    return ExportResult(out, source.keras_file(), "detect", classes, True, difference, replaced)
 
 
 def export_onnx(
