@@ -34,19 +34,27 @@ def predict(
         bool,
         typer.Option("--whole", help="Classify an image without boxes as one crop even if it looks like a screenshot."),
     ] = False,
+    detector: Annotated[
+        Path | None,
+        typer.Option(
+            help="The detector for screenshots without boxes (a detect run folder, .keras or .onnx); default: the "
+            "workspace's newest."
+        ),
+    ] = None,
+    conf: Annotated[float, typer.Option(min=0.0, max=1.0, help="Detector score a box needs to be kept.")] = 0.3,
 ) -> None:
     """Classify what is on screen: for each box, Cog or Toon, and for Cogs the suit and the name.
 
-    For a screenshot, the boxes come from its labelImg annotation (any format) or from --boxes; an
-    annotated copy with each box, its predicted label and confidence (in suit and Toon colours) is written
-    to a new folder under <root>/runs/predict/. Crops and folders of crops are classified whole; a screenshot
-    without boxes is refused (finding Toons and Cogs in a whole screenshot needs a detector).
+    For a screenshot, the boxes come from its labelImg annotation (any format), from --boxes, or, when it has
+    neither, from a detector (trained with 'toonvision train --task detect'), whose class and score each box
+    keeps. An annotated copy with each box, its predicted label and confidence (in suit and Toon colours) is
+    written to a new folder under <root>/runs/predict/. Crops and folders of crops are classified whole.
     """
     from toonvision.data.files import new_run_dir
     from toonvision.data.images import ImageError
     from toonvision.learning.model_files import ModelError, find_best_models, locate_model
     from toonvision.serving.inference import Classifier
-    from toonvision.serving.prediction import annotate, collect_targets, predict_targets
+    from toonvision.serving.prediction import annotate, collect_targets, detect_targets, predict_targets
 
     ws = workspace(root)
     try:
@@ -57,8 +65,16 @@ def predict(
         raise fail("--boxes goes with exactly one screenshot")
     try:
         sources = [locate_model(p, ws.root) for p in model] if model else list(find_best_models(ws.runs).values())
+        detector_sources = [s for s in sources if s.task == "detect"]  # --model may name the detector too
+        sources = [s for s in sources if s.task != "detect"]
+        if detector is not None:
+            detector_sources = [locate_model(detector, ws.root)]
         if not any(s.is_onnx for s in sources):
             tensorflow()
+        found = find_detector(ws, targets, detector_sources, conf)
+        if found is not None:
+            used_detector = str(found[1])
+            detect_targets(targets, found[0])
         classifiers = {}
         for source in sources:
             clf = Classifier.load(source.path)
@@ -69,28 +85,58 @@ def predict(
     except (FileNotFoundError, ModelError, ImageError, ValueError) as exc:
         raise fail(str(exc)) from None
     used = {task: str(path) for task, (_, path) in classifiers.items()}
+    if found is not None:
+        used["detect"] = used_detector
     if as_json:
         predictions = [p.to_dict() for t in targets for p in t.predictions]
         print(json.dumps({"models": used, "predictions": predictions}, indent=2))
         return
     header("predict", root=root, **{f"model_{t}": p for t, p in used.items()})
-    table = Table("image", "box", "prediction", "confidence", "true label", title="Predictions")
+    detected = any(t.scores is not None for t in targets)
+    columns = ["image", "box", *(["detector"] if detected else []), "prediction", "confidence", "true label"]
+    table = Table(*columns, title="Predictions")
     for t in targets:
         for p in t.predictions:
-            conf = p.name_confidence if p.name else p.kind_confidence
+            confidence = p.name_confidence if p.name else p.kind_confidence
+            found_by = [f"{p.detector_class} {p.detector_score:.2f}" if p.detector_class else ""] if detected else []
             table.add_row(
                 t.image.name,
                 " ".join(map(str, p.box)) if p.box else "whole",
+                *found_by,
                 p.label,
-                f"{conf:.3f}",
+                f"{confidence:.3f}",
                 p.true_label or "",
             )
     console.print(table)
+    for t in targets:
+        if t.scores is not None and not t.predictions:
+            console.print(f"{t.image.name}: the detector found no Toon or Cog (score >= {conf})")
     screenshots = [t for t in targets if t.boxes is not None and t.predictions]
     if screenshots:
         out = new_run_dir(ws.runs / "predict", screenshots[0].image.stem if len(screenshots) == 1 else "batch")
         for t in screenshots:
             console.print(f"wrote {annotate(t, out / f'{t.image.stem}.predicted.png')}")
+
+
+def find_detector(ws, targets, sources, conf: float):
+    """The Detector for targets without boxes, and its path; None when no target needs one."""
+    from toonvision.learning.model_files import ModelError, newest_detector
+    from toonvision.serving.detector import Detector
+
+    needing = [t for t in targets if t.detect]
+    if not needing:
+        return None
+    if not sources:
+        newest = newest_detector(ws.runs)
+        if newest is None:
+            raise ModelError(
+                f"{needing[0].image} is a whole screenshot with no boxes and there is no trained detector in "
+                f"{ws.runs}: train one with 'toonvision train --task detect', give its boxes (a labelImg file "
+                "beside it or --boxes), or --whole to classify it as one crop"
+            )
+        sources = [newest]
+    path = sources[0].path
+    return Detector.load(path, threshold=conf), path
 
 
 def export(

@@ -168,6 +168,23 @@ def find_best_models(runs: Path, tasks: tuple[str, ...] = TASKS) -> dict[str, Mo
     return {task: source for task, (_, _, source) in best.items()}
 
 
+def newest_detector(runs: Path) -> ModelSource | None:
+    """The newest finished detector run under ``runs/train`` (its .onnx export when there is one), or None."""
+    finished = []
+    for model_file in runs.glob("train/*/model.keras"):
+        try:
+            source = _source(model_file)
+        except ModelError:
+            continue
+        if source.task == "detect":
+            finished.append((model_file.stat().st_mtime, source))
+    if not finished:
+        return None
+    source = max(finished, key=lambda item: item[0])[1]
+    onnx = source.sibling(".onnx")
+    return _source(onnx) if onnx.is_file() else source
+
+
 def load_classifier(source: ModelSource, task: str | None = None) -> tuple[keras.Model, str]:
     """The Keras classifier of ``source`` (an .onnx export's through the .keras it came from) and its task:
     ``task`` when given, else the recorded one, else the one its outputs imply; ModelError says what is

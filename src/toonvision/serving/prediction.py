@@ -30,6 +30,8 @@ class BoxPrediction:
     name: str | None = None
     name_confidence: float | None = None
     true_label: str | None = None  # from the annotation, when there is one
+    detector_class: str | None = None  # when the detector found the box: its class and score
+    detector_score: float | None = None
 
     @property
     def label(self) -> str:
@@ -60,6 +62,20 @@ class Target:
     image: Path
     boxes: list[Box] | None = None
     predictions: list[BoxPrediction] = field(default_factory=list)
+    detect: bool = False  # a screenshot without boxes: the detector finds them
+    scores: list[float] | None = None  # the detector's score of each box, when it found them
+
+
+def detect_targets(targets: list[Target], detector: Any) -> list[Target]:
+    """Give every screenshot that needs it the boxes ``detector`` (a :class:`toonvision.Detector`) finds, in
+    place; a box's name is the detector's class, its score kept beside it."""
+    for target in targets:
+        if not target.detect:
+            continue
+        boxes, classes, scores = detector.detect(target.image)
+        target.boxes = [Box(name, *map(float, b)) for b, name in zip(boxes, detector.names(classes), strict=True)]
+        target.scores = [float(v) for v in scores]
+    return targets
 
 
 def read_boxes_json(path: Path) -> list[Box]:
@@ -85,9 +101,9 @@ SCREENSHOT_MIN_WIDTH = 480
 
 def collect_targets(inputs: list[Path], boxes_json: Path | None = None, *, whole: bool = False) -> list[Target]:
     """Crops, folders of crops, and screenshots with an annotation beside them (any labelImg format) or boxes
-    from ``boxes_json``. An image that looks like a whole screenshot and has no boxes is refused (classifying a
-    whole street as one crop means nothing) unless ``whole``. ValueError (ImageError for a file that is not an
-    image) names the file."""
+    from ``boxes_json``. An image that looks like a whole screenshot and has no boxes is marked ``detect`` (a
+    detector must find its boxes: classifying a whole street as one crop means nothing) unless ``whole``.
+    ValueError (ImageError for a file that is not an image) names the file."""
     targets = []
     for path in inputs:
         if path.is_dir():
@@ -115,10 +131,7 @@ def _size(path: Path) -> tuple[int, int]:
 def _crop(path: Path, whole: bool) -> Target:
     width, height = _size(path)
     if not whole and width > height and width >= SCREENSHOT_MIN_WIDTH:
-        raise ValueError(
-            f"{path} looks like a whole screenshot ({width}x{height}), not the crop of one Toon or Cog: predict "
-            "needs its boxes (label it with labelImg, or give --boxes), or --whole to classify it as one crop anyway"
-        )
+        return Target(path, detect=True)
     return Target(path)
 
 
@@ -131,8 +144,8 @@ def predict_targets(targets: list[Target], models: dict[str, Classifier]) -> lis
         if target.boxes is None:
             crops, boxes, truths = [img], [None], [None]
         else:
-            crops, boxes, truths = [], [], []
-            for b in target.boxes:
+            crops, boxes, truths, kept = [], [], [], []
+            for index, b in enumerate(target.boxes):
                 left, top, right, bottom = b.pixel_box()
                 left, top = max(left, 0), max(top, 0)
                 right, bottom = min(right, img.width), min(bottom, img.height)
@@ -141,12 +154,15 @@ def predict_targets(targets: list[Target], models: dict[str, Classifier]) -> lis
                 crops.append(img.crop((left, top, right, bottom)))
                 boxes.append((left, top, right, bottom))
                 truths.append(b.name or None)
+                kept.append(index)
         if not crops:
             continue
         kinds = models["binary"].predict(crops)
         extra = {t: models[t].predict(crops) for t in ("suit", "name") if t in models}
         for i, (crop_box, kind) in enumerate(zip(boxes, kinds, strict=True)):
             p = BoxPrediction(str(target.image), crop_box, kind.label, kind.confidence, true_label=truths[i])
+            if target.scores is not None:  # found by the detector: its class is not a truth
+                p.true_label, p.detector_class, p.detector_score = None, truths[i], target.scores[kept[i]]
             if kind.label == "cog":
                 if "suit" in extra:
                     p.suit, p.suit_confidence = extra["suit"][i].label, extra["suit"][i].confidence
@@ -179,6 +195,8 @@ def annotate(target: Target, path: Path) -> Path:
         draw.rectangle(box, outline=color, width=max(2, img.height // 300))
         conf = p.name_confidence if p.name else p.kind_confidence
         text = f"{p.label.replace('cog_', '')} {conf:.2f}" if p.kind == "cog" else f"toon {p.kind_confidence:.2f}"
+        if p.detector_class is not None:
+            text = f"{p.detector_class} {p.detector_score:.2f} | {text}"
         tb = draw.textbbox((box[0], box[1]), text, font=font)
         y = box[1] - (tb[3] - tb[1]) - 6 if box[1] > (tb[3] - tb[1]) + 6 else box[1]
         draw.rectangle((box[0], y, box[0] + tb[2] - tb[0] + 8, y + tb[3] - tb[1] + 6), fill=color)
