@@ -320,7 +320,7 @@ def our_way(root: Path, runs: int, epochs: int, seed: int, workers: int, threads
         cloudpickle.register_pickle_by_value(sys.modules[__name__])
     start = time.perf_counter()
     with LoadMonitor() as load:
-        # The local instance run_experiment would start (toonvision.learning.experiments._start_ray), plus the
+        # The local instance run_experiment would start (toonvision.learning.cluster.start_ray), plus the
         # hook; run_experiment uses it and leaves it running.
         ray.init(
             address="local",

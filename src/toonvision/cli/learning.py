@@ -438,7 +438,8 @@ def run_comparison(
     from rich.text import Text
 
     from toonvision.figures.training import draw_experiment
-    from toonvision.learning.experiments import RayUnavailable, run_experiment, write_summary
+    from toonvision.learning.cluster import RayUnavailable
+    from toonvision.learning.experiments import run_experiment, write_summary
 
     out = ws.runs / "compare" / exp.name
     with progress() as bar:

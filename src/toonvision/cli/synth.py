@@ -40,7 +40,17 @@ def synth(
             "a suit (cog_bb) or a kind (cog, toon). E.g. --weight toon_cat=3 --weight cog_bb=0.5",
         ),
     ] = None,
-    workers: Annotated[int, typer.Option("--workers", "-j", min=0, help="worker processes (0 = all cores)")] = 0,
+    workers: Annotated[
+        int, typer.Option("--workers", "-j", min=0, help="worker processes or Ray tasks (0 = all cores)")
+    ] = 0,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="render on Ray: a cluster ('auto', host:port or ray://host:10001) or 'local' (a private local "
+            "one); default: worker processes on this machine.",
+        ),
+    ] = None,
     yolo: Annotated[bool, typer.Option("--yolo", help="also write YOLO .txt files and classes.txt")] = False,
     masks: Annotated[
         bool,
@@ -61,6 +71,11 @@ def synth(
     """Render synthetic ToonTown street screenshots with Pascal VOC boxes into <root>/raw/screenshots.
 
     Rerun the same command after a stop to resume: done screenshots are skipped, others' files left alone.
+
+    With --address, Ray tasks render and send the files back to be written here, so the cluster's nodes need
+    not share this disk; the files are the same bytes as without it. A task whose worker dies is retried by
+    Ray; one that still fails is reported and the others finish. Where no cluster answers, synth gives up
+    within about 30 s (exit 2).
     """
     from toonvision.synth.dataset import SynthConfig, apply_weights, parse_size, resolve_workers
 
@@ -83,7 +98,8 @@ def synth(
     cfg = SynthConfig.from_preset(
         preset, seed=seed, screenshots=screenshots, width=width, height=height, weights=weights, yolo=yolo, masks=masks
     )
-    n_workers = resolve_workers(workers)
+    # On Ray, 0 means the cluster's CPUs, which only Ray knows.
+    n_workers = workers if address else resolve_workers(workers)
     header(
         "synth",
         root=root,
@@ -91,12 +107,18 @@ def synth(
         screenshots=cfg.screenshots,
         seed=seed,
         size=f"{width}x{height}",
-        workers=n_workers,
+        workers=n_workers or "auto",
         yolo=yolo,
         masks=masks,
         weights=",".join(weight) or "preset",
+        **({"address": address} if address else {}),
     )
-    summary = run_synth(ws, cfg, n_workers)
+    from toonvision.learning.cluster import RayUnavailable
+
+    try:
+        summary = run_synth(ws, cfg, n_workers, address=address)
+    except RayUnavailable as exc:
+        raise fail(str(exc)) from None
     if summary.interrupted:
         console.print("[yellow]interrupted[/yellow]: run the same command again to resume")
         raise typer.Exit(130)
@@ -104,8 +126,9 @@ def synth(
         raise typer.Exit(1)
 
 
-def run_synth(ws: Workspace, cfg: SynthConfig, workers: int) -> Summary:
-    """Render with a progress bar and print what was rendered (what ``synth`` and the demo show)."""
+def run_synth(ws: Workspace, cfg: SynthConfig, workers: int, *, address: str | None = None) -> Summary:
+    """Render with a progress bar and print what was rendered (what ``synth`` and the demo show); ``address``:
+    render on Ray (raises :class:`~toonvision.learning.cluster.RayUnavailable` where no cluster answers)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from toonvision.synth.dataset import generate
@@ -115,7 +138,12 @@ def run_synth(ws: Workspace, cfg: SynthConfig, workers: int) -> Summary:
     ) as bar:
         task = bar.add_task("synth", total=None)
         summary = generate(
-            ws, cfg, workers=workers, on_plan=lambda n: bar.update(task, total=n), progress=lambda r: bar.advance(task)
+            ws,
+            cfg,
+            workers=workers,
+            on_plan=lambda n: bar.update(task, total=n),
+            progress=lambda r: bar.advance(task),
+            address=address,
         )
     if summary.settings_changed:
         console.print(

@@ -16,15 +16,11 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import os
 import platform
-import socket
-import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +30,11 @@ import numpy as np
 from toonvision.data.files import read_json, write_bytes_atomic, write_json, write_text_atomic
 from toonvision.data.samples import TaskData, find_samples, load_task
 from toonvision.data.splitting import plan_kfold, plan_split
+
+# CONNECT_SECONDS and RayUnavailable are re-exported: callers of run_experiment catch and quote them from here.
+from toonvision.learning.cluster import CONNECT_SECONDS as CONNECT_SECONDS
+from toonvision.learning.cluster import RayUnavailable as RayUnavailable
+from toonvision.learning.cluster import death_reason, first_line, ray_session
 from toonvision.learning.training import TrainConfig, build, fit, save_model
 
 if TYPE_CHECKING:
@@ -43,13 +44,8 @@ RESULTS = "results"
 # A run whose worker dies is retried this many times, each on a restarted worker, before it is recorded as
 # failed; as many restarts per worker, after which it is replaced by a new one.
 RETRIES = 2
-# How long to wait for a cluster given by address: Ray's own defaults (a 30 s connection timeout, tried 20
-# times) wait for minutes on an address where nobody answers.
-CONNECT_SECONDS = 10
-
-
-class RayUnavailable(ConnectionError):
-    """No Ray cluster answers at the address given; the message says what to check."""
+# What the user can do when the cluster given does not answer; ends RayUnavailable's message.
+FALLBACK = "without --address, compare trains on this machine"
 
 
 @dataclass(frozen=True)
@@ -259,103 +255,16 @@ class Keeper:
             write_json(folder / f"{stem}.split.json", self.plans[result.run])
 
 
-def _start_ray(address: str | None, workers: int, threads: int) -> bool:
-    """A private local Ray instance sized to this machine, or the cluster at ``address``, unless this process
-    has Ray already (then it is used as it is); returns whether Ray was started here, so must be shut down."""
-    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
-        return False
-    kwargs: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False, "configure_logging": True}
-    if not address:
-        import ray
-
-        # "local": a new instance even where someone ran `ray start`, where RAY_ADDRESS is set, or where a dead
-        # cluster left its address in /tmp/ray/ray_current_cluster; a bare ray.init() would join those (and
-        # refuse num_cpus). Its workers see the source tree through the installed package: nothing is shipped.
-        ray.init(
-            address="local", num_cpus=max(os.cpu_count() or 1, workers * threads), include_dashboard=False, **kwargs
-        )
-        return True
-    _probe(address)
-    with _bounded_connection():
-        import ray
-
-        try:
-            ray.init(address=address, **kwargs)
-        except (ConnectionError, RuntimeError, TimeoutError) as exc:
-            if any(word in _chain_text(exc) for word in ("InvalidAuthToken", "Unauthenticated")):
-                raise RayUnavailable(
-                    f"the Ray cluster at {address} wants an authentication token: set RAY_AUTH_MODE=token, with "
-                    "the cluster's token in RAY_AUTH_TOKEN or ~/.ray/auth_token (Ray sends it only when told to)"
-                ) from None
-            raise RayUnavailable(_unreachable(address, _first_line(exc))) from None
-    return True
-
-
-def _probe(address: str) -> None:
-    """Give up at once where nothing listens at ``address`` (host:port or ray://host:port), and within
-    CONNECT_SECONDS where nothing answers (a firewall dropping packets): Ray would retry for minutes."""
-    host, _, port = address.split("://", 1)[-1].rpartition(":")
-    if not host or not port.isdigit():
-        return  # "auto", or a form Ray explains itself
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
-    except TimeoutError:
-        raise RayUnavailable(_unreachable(address, f"no answer within {CONNECT_SECONDS} s")) from None
-    except OSError as exc:
-        raise RayUnavailable(_unreachable(address, (exc.strerror or str(exc)).lower())) from None
-
-
-@contextmanager
-def _bounded_connection() -> Iterator[None]:
-    """Ray's own connection settings, where the user has not set them: one try of CONNECT_SECONDS instead of
-    20 of 30 s. Ray reads the timeout when it is imported, so import it inside this block (in a process that
-    imported it before, Ray's 30 s stay); the settings are only for connecting and are taken back afterwards."""
-    settings = {"RAY_py_gcs_connect_timeout_s": str(CONNECT_SECONDS), "RAY_gcs_server_port_wait_time_s": "1"}
-    added = [k for k in settings if k not in os.environ]
-    os.environ.update({k: settings[k] for k in added})
-    try:
-        yield
-    finally:
-        for k in added:
-            os.environ.pop(k, None)
-
-
-def _unreachable(address: str, why: str) -> str:
-    return (
-        f"cannot reach a Ray cluster at {address} ({why}): check that Ray runs there ('ray status' on the head "
-        "node), that this is the head's address (host:6379 by default, ray://host:10001 for Ray Client) and that "
-        "no firewall blocks the port; without --address, compare trains on this machine"
-    )
-
-
-def _chain_text(exc: BaseException | None) -> str:
-    """The messages of an exception and of those it was raised from (Ray puts the real reason there)."""
-    texts = []
-    while exc is not None and len(texts) < 10:
-        texts.append(str(exc))
-        exc = exc.__cause__ or exc.__context__
-    return "\n".join(texts)
-
-
-def _first_line(exc: BaseException) -> str:
-    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-
-
 def _failure_reason(exc: Exception) -> str:
     """One line for a run's failure record."""
     from ray.exceptions import RayActorError, RayTaskError
 
     if isinstance(exc, RayTaskError):  # training raised: the worker lives on
         cause = exc.cause if isinstance(exc.cause, BaseException) else exc
-        return f"training raised {type(cause).__name__}: {_first_line(cause)}"
-    why = f"{type(exc).__name__}: {_first_line(exc)}"
-    # Ray says how the process ended (a crash, the memory monitor) after "exit detail:", then general advice.
-    detail = str(exc).partition("exit detail:")[2].partition(" Some common causes")[0].strip()
-    if detail:
-        why += f" {detail[:200]}"
+        return f"training raised {type(cause).__name__}: {first_line(cause)}"
     if isinstance(exc, RayActorError):
-        return f"its worker died and Ray's {RETRIES} retries did not finish it ({why})"
-    return why
+        return f"its worker died and Ray's {RETRIES} retries did not finish it ({death_reason(exc)})"
+    return death_reason(exc)
 
 
 def run_experiment(
@@ -411,14 +320,8 @@ def run_experiment(
         if old.run >= keeper.next_run and not old.failed:
             keeper.offer(old)
     if jobs:
-        started = _start_ray(address, workers, threads)
-        try:
+        with ray_session(address, workers * threads, fallback=FALLBACK):
             _train(data, jobs, out, keeper, workers, threads, on_result)
-        finally:
-            if started:
-                import ray
-
-                ray.shutdown()
     return sorted(load_results(out), key=lambda r: (r.run, [c.name for c in exp.configs].index(r.config)))
 
 

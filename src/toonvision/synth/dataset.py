@@ -1,4 +1,4 @@
-"""Dataset generation: presets, per-class weights, files in the workspace, worker processes, resume.
+"""Dataset generation: presets, per-class weights, files in the workspace, worker processes or Ray, resume.
 
 Screenshot ``i`` of seed ``s`` is a pure function of (s, i, size, weights, realism): the generator of each
 screenshot is seeded from (s, i), PNGs are written by Pillow at a fixed compression level with no metadata, so
@@ -16,10 +16,11 @@ import json
 import multiprocessing
 import os
 import re
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from toonvision.data.annotations import Annotation, AnnotationError, read_voc, voc_bytes, yolo_text
 from toonvision.data.files import create_exclusive, remove_stale_tmp, write_text_atomic
@@ -231,8 +232,13 @@ def encode_png(array, mode: str | None = None) -> bytes:
     return buf.getvalue()
 
 
-def render_files(renderer, cfg: SynthConfig, index: int, t: Targets) -> tuple[dict[Path, bytes], Counter]:
-    """Render screenshot ``index`` and return the bytes of each of its files (PNG first, XML last)."""
+def render_files(
+    renderer, cfg: SynthConfig, index: int, t: Targets, png_path: str | None = None
+) -> tuple[dict[Path, bytes], Counter]:
+    """Render screenshot ``index`` and return the bytes of each of its files (PNG first, XML last).
+
+    ``png_path`` is the absolute path the XML records (default: ``t.png`` resolved here); a process on
+    another machine is given the driver's, so the XML comes out as if the driver had rendered it."""
     res = renderer.render_index(cfg.seed, index, dict(cfg.weights), cfg.realism)
     ann = Annotation(
         filename=t.png.name,
@@ -241,7 +247,7 @@ def render_files(renderer, cfg: SynthConfig, index: int, t: Targets) -> tuple[di
         depth=3,
         boxes=res.boxes,
         folder=t.png.parent.name,
-        path=str(t.png.resolve()),
+        path=png_path or str(t.png.resolve()),
     )
     files: dict[Path, bytes] = {t.png: encode_png(res.image)}
     if t.mask is not None:
@@ -291,12 +297,99 @@ def _do_index(renderer, cfg: SynthConfig, ws: Workspace, index: int) -> IndexRes
     stem = t.png.stem
     try:
         files, boxes = render_files(renderer, cfg, index, t)
-        conflicts = write_files(files)
     except Exception as exc:
         return IndexResult(index, stem, "error", message=f"{stem}: {type(exc).__name__}: {exc}")
+    return _store(IndexResult(index, stem, "written", boxes=boxes), files)
+
+
+def _store(r: IndexResult, files: dict[Path, bytes]) -> IndexResult:
+    """Write a rendered screenshot's files; ``r`` as it turned out (written, conflict or error)."""
+    if r.status != "written":
+        return r
+    try:
+        conflicts = write_files(files)
+    except Exception as exc:
+        return IndexResult(r.index, r.stem, "error", message=f"{r.stem}: {type(exc).__name__}: {exc}")
     if conflicts:
-        return IndexResult(index, stem, "conflict", conflicts=conflicts)
-    return IndexResult(index, stem, "written", boxes=boxes)
+        return IndexResult(r.index, r.stem, "conflict", conflicts=conflicts)
+    return r
+
+
+# --- Ray tasks ----------------------------------------------------------------------------------------------
+
+# A chunk whose worker dies (killed, out of memory, a lost node) is rendered again this many times by Ray
+# before its screenshots are reported as errors; the same command renders them again.
+RAY_RETRIES = 2
+# What the user can do when the cluster given does not answer; ends RayUnavailable's message.
+RAY_FALLBACK = "without --address, synth renders on this machine"
+
+
+def _render_chunk(
+    cfg: SynthConfig, jobs: list[tuple[int, Targets, str]]
+) -> list[tuple[IndexResult, dict[Path, bytes]]]:
+    """A Ray task: render each (index, targets, XML path) with this worker's renderer. The files come back as
+    bytes and the driver writes them, so a node need not see the driver's disk."""
+    from toonvision.synth.render import get_renderer
+
+    renderer = get_renderer(cfg.width, cfg.height)
+    out = []
+    for index, t, png_path in jobs:
+        stem = t.png.stem
+        try:
+            files, boxes = render_files(renderer, cfg, index, t, png_path=png_path)
+        except Exception as exc:
+            out.append((IndexResult(index, stem, "error", message=f"{stem}: {type(exc).__name__}: {exc}"), {}))
+        else:
+            out.append((IndexResult(index, stem, "written", boxes=boxes), files))
+    return out
+
+
+def chunk_size(todo: int, slots: int) -> int:
+    """Screenshots per Ray task: a few, so that per-task overhead is small, the progress bar moves and a dead
+    worker costs little, but enough tasks for every slot to get several (a fast node takes more)."""
+    return max(1, min(8, todo // (4 * slots)))
+
+
+def _render_on_ray(
+    ws: Workspace, cfg: SynthConfig, todo: list[int], workers: int, address: str, absorb: Callable[[IndexResult], None]
+) -> None:
+    """Every index of ``todo`` rendered by Ray tasks (``workers`` at a time, 0: as many as the cluster has
+    CPUs), their files written here as they arrive."""
+    from toonvision.learning.cluster import death_reason, ray_session
+
+    with ray_session(address, workers, fallback=RAY_FALLBACK):
+        import ray
+        from ray.exceptions import RayError
+
+        slots = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        # Without a worker count, twice as many tasks as CPUs are queued so that no CPU waits for the driver.
+        in_flight = workers or 2 * slots
+        size = chunk_size(len(todo), slots)
+        chunks = deque(todo[i : i + size] for i in range(0, len(todo), size))
+        task = ray.remote(num_cpus=1, max_retries=RAY_RETRIES)(_render_chunk)
+        running: dict[Any, list[tuple[int, Targets, str]]] = {}
+        try:
+            while chunks or running:
+                while chunks and len(running) < in_flight:
+                    jobs = [(i, t, str(t.png.resolve())) for i in chunks.popleft() for t in [targets(ws, cfg, i)]]
+                    running[task.remote(cfg, jobs)] = jobs
+                [ref], _ = ray.wait(list(running), num_returns=1)
+                jobs = running.pop(ref)
+                try:
+                    rendered = ray.get(ref)
+                except RayError as exc:
+                    why = f"its Ray worker died and Ray's {RAY_RETRIES} retries did not finish it ({death_reason(exc)})"
+                    for i, t, _ in jobs:
+                        absorb(IndexResult(i, t.png.stem, "error", message=f"{t.png.stem}: {why}"))
+                    continue
+                for r, files in rendered:
+                    absorb(_store(r, files))
+        except BaseException:
+            # Ctrl-C or an error here: nothing more is written, so what is on disk is complete and resumable.
+            for ref in running:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+            raise
 
 
 # --- the run ------------------------------------------------------------------------------------------------
@@ -361,13 +454,17 @@ def generate(
     workers: int = 0,
     progress: Callable[[IndexResult], None] | None = None,
     on_plan: Callable[[int], None] | None = None,
+    address: str | None = None,
 ) -> Summary:
     """Render ``cfg.screenshots`` screenshots into ``ws``, skipping those already done.
 
     ``workers`` processes (0 = one per core) each run their own Panda3D; with one worker everything runs in
-    this process. ``on_plan`` is told how many indices remain; ``progress`` is called once per finished index.
-    Ctrl-C stops the run cleanly (``summary.interrupted``); every file is complete or absent, so rerunning
-    resumes where it stopped.
+    this process. With ``address`` (``"local"`` for a private local Ray, ``"auto"``, ``host:port`` or
+    ``ray://host:port``) Ray tasks render instead (``workers`` at a time, 0 = the cluster's CPUs) and send the
+    files back to be written here; :class:`~toonvision.learning.cluster.RayUnavailable` is raised when no
+    cluster answers. The files are the same bytes either way. ``on_plan`` is told how many indices remain;
+    ``progress`` is called once per finished index. Ctrl-C stops the run cleanly (``summary.interrupted``);
+    every file is complete or absent, so rerunning resumes where it stopped.
     """
     import time
 
@@ -403,6 +500,8 @@ def generate(
     try:
         if not todo:
             pass
+        elif address:
+            _render_on_ray(ws, cfg, todo, workers, address, absorb)
         elif n_workers == 1:
             from toonvision.synth.render import get_renderer
 
