@@ -1,0 +1,137 @@
+"""The detector's pieces: boxes through letterboxing, targets and decoding, the split by screenshot, reading
+screenshots of every shape, and what bad screenshots and annotations give."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import add_screenshot, noise_image
+
+from toonvision.data.detection import (
+    Letterbox,
+    class_of,
+    letterbox_image,
+    load_detection_set,
+    scheme_classes,
+    screenshot_array,
+    split_by_screenshot,
+)
+from toonvision.data.images import ImageError
+from toonvision.learning.detection import STRIDE, decode, encode_targets
+
+
+def test_letterbox_maps_boxes_both_ways():
+    box = Letterbox.fit(1280, 720, (384, 640))
+    assert (box.new_width, box.new_height, box.left, box.top) == (640, 360, 0, 12)
+    boxes = np.array([[100, 50, 300, 650], [0, 0, 1280, 720]], np.float32)
+    inside = box.to_input(boxes)
+    np.testing.assert_allclose(inside[0], [50, 37, 150, 337])
+    np.testing.assert_allclose(inside[1], [0, 12, 640, 372])
+    np.testing.assert_allclose(box.to_image(inside), boxes, atol=1e-4)
+    tall = Letterbox.fit(300, 900, (384, 640))  # a portrait screenshot: bars left and right
+    assert tall.new_height == 384 and tall.top == 0 and tall.left == (640 - tall.new_width) // 2
+
+
+def test_letterboxed_pixels_sit_where_the_boxes_say():
+    image = np.zeros((720, 1280, 3), np.uint8)
+    image[200:400, 600:700] = 255  # a white block
+    out, box = letterbox_image(image, (384, 640))
+    (x1, y1, x2, y2) = box.to_input(np.array([[600, 200, 700, 400]]))[0]
+    assert out[int(y1) + 2 : int(y2) - 2, int(x1) + 2 : int(x2) - 2].min() == 255
+    assert out[: box.top].max() == 0 and out[box.top + box.new_height :].max() == 0  # black bars
+
+
+def test_targets_decode_back_to_their_boxes():
+    boxes = np.array([[40, 30, 120, 250], [300, 100, 340, 170], [500, 50, 630, 370]], np.float32)
+    classes = np.array([0, 3, 1])
+    target = encode_targets(boxes, classes, np.zeros(3, bool), num_classes=5, input_size=(384, 640))
+    assert target.shape == (96, 160, 11)
+    # A perfect network: the target heatmaps, and at every cell the distances to the box it must predict.
+    heat, box, weight = target[..., :5], target[..., 5:9], target[..., 9]
+    cy, cx = np.mgrid[0:96, 0:160].astype(np.float32) * STRIDE + STRIDE / 2
+    distances = np.stack([cx - box[..., 0], cy - box[..., 1], box[..., 2] - cx, box[..., 3] - cy], axis=-1)
+    found, found_classes, scores = decode(np.concatenate([heat, distances], -1), 5, threshold=0.5)
+    assert len(found) == 3 and np.all(scores == 1.0)
+    order = np.argsort(found[:, 0])
+    np.testing.assert_allclose(found[order], boxes, atol=1e-4)
+    np.testing.assert_array_equal(found_classes[order], classes)
+    # Every box's regression weights add up to log(its area): large and small boxes weigh alike per box.
+    assert weight.sum() == pytest.approx(sum(np.log((b[2] - b[0]) * (b[3] - b[1])) for b in boxes), rel=1e-4)
+
+
+def test_difficult_boxes_are_neither_targets_nor_negatives():
+    boxes = np.array([[40, 40, 120, 200], [300, 100, 400, 300]], np.float32)
+    target = encode_targets(boxes, np.array([0, 0]), np.array([False, True]), num_classes=2, input_size=(384, 640))
+    heat, mask = target[..., :2], target[..., 7]
+    assert heat[25:75, 75:100].max() == 0  # nothing to find at the difficult box
+    assert mask[25:75, 75:100].max() == 0  # and no loss for what the network says there
+    assert heat.max() == 1.0 and mask.mean() > 0.9
+
+
+def test_decode_keeps_only_local_maxima_above_the_threshold():
+    output = np.zeros((24, 40, 2 + 4), np.float32)
+    output[10, 10, 0], output[10, 11, 0] = 0.9, 0.8  # a neighbour of a stronger peak: suppressed
+    output[5, 30, 1] = 0.6
+    output[20, 5, 1] = 0.04  # below the threshold
+    output[..., 2:] = 8.0
+    boxes, classes, scores = decode(output, 2, threshold=0.05)
+    np.testing.assert_allclose(scores, [0.9, 0.6])
+    assert list(classes) == [0, 1]
+    np.testing.assert_allclose(boxes[0], [42 - 8, 42 - 8, 42 + 8, 42 + 8])
+
+
+def test_split_by_screenshot_is_seeded_and_keeps_a_screenshot_whole():
+    names = [f"shot_{i:03d}.png" for i in range(50)]
+    split = split_by_screenshot(names, seed=3)
+    assert split == split_by_screenshot(list(reversed(names)), seed=3)
+    assert split != split_by_screenshot(names, seed=4)
+    counts = {s: sum(v == s for v in split.values()) for s in ("train", "validate", "test")}
+    assert counts == {"train": 30, "validate": 10, "test": 10}
+    assert set(split) == set(names)  # one split per screenshot: its boxes cannot land in two
+
+
+def test_class_schemes():
+    assert scheme_classes("suit") == ["toon", "bossbot", "lawbot", "cashbot", "sellbot"]
+    assert class_of("cog_lb_bloodsucker", "suit", scheme_classes("suit")) == 2
+    assert class_of("toon_cat", "kind", scheme_classes("kind")) == 1
+    labels = ["cog_bb_flunky", "toon_cat"]
+    assert class_of("toon_cat", "label", scheme_classes("label", labels)) == 1
+    assert class_of("cog_sb_coldcaller", "label", scheme_classes("label", labels)) is None
+    assert class_of("not a label", "suit", scheme_classes("suit")) is None
+
+
+def test_screenshots_of_every_shape_are_read_as_rgb(tmp_path):
+    gray = noise_image(200, 100).convert("L")
+    rgba = noise_image(200, 100).convert("RGBA")
+    for image in (gray, rgba, np.asarray(gray), np.asarray(rgba)):
+        assert screenshot_array(image).shape == (100, 200, 3)
+    (tmp_path / "broken.png").write_bytes(b"not an image at all")
+    with pytest.raises(ImageError, match="not an image"):
+        screenshot_array(tmp_path / "broken.png")
+    with pytest.raises(ImageError, match="too small"):
+        screenshot_array(np.zeros((1, 1, 3), np.uint8))
+    with pytest.raises(ImageError, match="too large"):
+        screenshot_array(np.zeros((8000, 8000, 3), np.uint8))
+
+
+def test_bad_screenshots_are_skipped_and_bad_boxes_left_out(ws):
+    add_screenshot(ws, "good.png", [("cog_bb_flunky", 10, 10, 60, 150), ("toon_cat", 100, 20, 150, 200)])
+    add_screenshot(ws, "outside.png", [("toon_dog", 400, 300, 500, 400), ("cog_sb_coldcaller", 5, 5, 50, 100)])
+    add_screenshot(ws, "empty.png", [])
+    add_screenshot(ws, "difficult.png", [("toon_cat", 10, 10, 60, 150)])
+    xml = ws.screenshots / "difficult.xml"
+    xml.write_text(xml.read_text().replace("<difficult>0</difficult>", "<difficult>1</difficult>"))
+    add_screenshot(ws, "tiny.png", [("toon_cat", 0, 0, 1, 1)], size=(1, 1))
+    _, corrupt_xml = add_screenshot(ws, "corrupt.png", [("toon_cat", 10, 10, 60, 150)])
+    (ws.screenshots / "corrupt.png").write_bytes(b"\x89PNG broken")
+    data = load_detection_set([ws.screenshots, ws.processed])
+    by_name = {t.name: t for t in data.truths}
+    assert set(by_name) == {"good.png", "outside.png", "empty.png", "difficult.png"}
+    assert len(by_name["outside.png"].boxes) == 1  # the box beyond the 320x240 image is left out, and said so
+    assert any("outside the image" in what for _, what in data.warnings)
+    assert any("no boxes" in what for _, what in data.warnings)
+    assert by_name["difficult.png"].difficult.tolist() == [True]
+    skipped = dict(data.skipped)
+    assert "too small" in skipped[str(ws.screenshots / "tiny.png")]
+    assert "not an image" in skipped[str(ws.screenshots / "corrupt.png")]
+    assert corrupt_xml.exists()  # nothing is deleted on the way
