@@ -46,6 +46,7 @@ class ImageErrors:
     false_positives: int
     missed: np.ndarray = field(repr=False)
     false: np.ndarray = field(repr=False)
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD
 
     @property
     def errors(self) -> int:
@@ -355,7 +356,8 @@ def _image_errors(evaluator, truths, detections, gt_index, dt_index, threshold: 
         # Not matched nor excused by a difficult box; a detection past max_detections was never judged and
         # is counted here too: it is still something the detector claimed.
         false = (np.asarray(d.scores) >= threshold) & ~ok
-        out.append(ImageErrors(t.name, int((h & ~ig).sum()), int(missed.sum()), int(false.sum()), missed, false))
+        tp = int((h & ~ig).sum())
+        out.append(ImageErrors(t.name, tp, int(missed.sum()), int(false.sum()), missed, false, threshold))
     return out
 
 
