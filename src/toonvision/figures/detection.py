@@ -202,7 +202,7 @@ def _legend_handles(classes: Sequence[str]) -> list:
         line("black", "--", 1.6, "detection (class score)"),
         line(MISS_COLOR, "-", 3.0, "miss: true box not found"),
         line(FALSE_COLOR, "--", 3.0, "FP: detection that found nothing"),
-        line(DIFFICULT_COLOR, ":", 1.6, "difficult (not judged)"),
+        line(DIFFICULT_COLOR, ":", 2.0, "difficult (not judged)"),
     ]
     handles += [line(class_color(name, k), "-", 4.0, name) for k, name in enumerate(classes)]
     return handles
@@ -215,7 +215,7 @@ def _draw_judged(ax, item: WorstScreenshot, classes: Sequence[str]) -> None:
     for j, (box, cls) in enumerate(zip(t.boxes, t.classes, strict=True)):
         name = _name(classes, int(cls))
         if difficult[j]:
-            _box(ax, box, DIFFICULT_COLOR, style=":", text="difficult", below=True)
+            _box(ax, box, DIFFICULT_COLOR, style=":", width=2.0, text="difficult", below=True)
         elif errors.missed[j]:
             _box(ax, box, MISS_COLOR, width=3.0, text=f"miss: {name}", below=True)
         else:
