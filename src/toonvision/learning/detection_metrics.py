@@ -4,8 +4,10 @@ pycocotools, with size buckets for ToonTown and per-screenshot error counts for 
 - AP50 and AP50:95 use COCO's 101-point interpolated precision (pycocotools' ``COCOeval``; nothing here
   re-implements AP). Averages run over the classes that have true boxes; a class with none has AP ``None``.
 - Size buckets go by a box's *height* on a 720-px-high screenshot (Cogs and Toons are tall and thin; their
-  width changes as they turn, their height does not): small < 60 px, medium 60-150 px, large > 150 px.
-- Boxes marked ``difficult`` neither count as misses nor make a detection on them a false positive.
+  width changes as they turn, their height does not): small < 60 px, medium 60-150 px, large 150 px and up
+  (a box exactly 60 or 150 px high goes to the bigger bucket).
+- Boxes marked ``difficult`` neither count as misses nor make a detection on them a false positive; they are
+  matched with ordinary IoU, once (see ``DifficultAwareEval``).
 """
 
 from __future__ import annotations
@@ -361,6 +363,16 @@ def _image_errors(evaluator, truths, detections, gt_index, dt_index, threshold: 
     return out
 
 
+@dataclass
+class WorstScreenshot:
+    """A screenshot to draw (its path, or its pixels as an (H, W, 3) uint8 array) with what was judged."""
+
+    image: Path | np.ndarray
+    truth: Truth
+    detections: Detections
+    errors: ImageErrors | None = None
+
+
 def worst_screenshots(
     truths: Sequence[Truth], detections: Sequence[Detections], metrics: DetectionMetrics, n: int = 9
 ) -> list[WorstScreenshot]:
@@ -371,16 +383,6 @@ def worst_screenshots(
         key=lambda i: (-metrics.images[i].errors, -metrics.images[i].misses, metrics.images[i].image),
     )
     return [WorstScreenshot(truths[i].image, truths[i], detections[i], metrics.images[i]) for i in order[:n]]
-
-
-@dataclass
-class WorstScreenshot:
-    """A screenshot to draw (its path, or its pixels as an (H, W, 3) uint8 array) with what was judged."""
-
-    image: Path | np.ndarray
-    truth: Truth
-    detections: Detections
-    errors: ImageErrors | None = None
 
 
 def image_errors(
