@@ -397,10 +397,13 @@ def test_predict_on_a_screenshot_with_boxes(ws):
     bad = run_cli("predict", str(corrupt), "--root", str(ws.root))
     assert bad.returncode == 2 and "is not an image" in bad.stderr and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
-    # A whole screenshot without boxes: classifying the street as one crop means nothing.
+    # A whole screenshot without boxes and no detector to find them: classifying the street as one crop means
+    # nothing (with a detector, predict finds the boxes: tests/test_detector_cli.py).
     bare = ws.root / "bare.png"
     Image.new("RGB", (1280, 720), (90, 120, 90)).save(bare)
     refused = run_cli("predict", str(bare), "--root", str(ws.root))
-    assert refused.returncode == 2 and "needs its boxes" in " ".join(refused.stderr.split())
+    message = " ".join(refused.stderr.split())
+    assert refused.returncode == 2 and "no trained detector" in message and "--boxes" in message
+    assert len(refused.stderr.strip().splitlines()) == 1
     forced = run_cli("predict", str(bare), "--whole", "--root", str(ws.root), "--json")
     assert forced.returncode == 0 and len(json.loads(forced.stdout)["predictions"]) == 1

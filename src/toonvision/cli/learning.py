@@ -520,7 +520,16 @@ def evaluate(
     ],
     root: Root = Path("img"),
     task: Annotated[str | None, typer.Option(help="Task of a bare .keras file (read from a run folder).")] = None,
-    top: Annotated[int, typer.Option(help="How many wrong predictions to show in the grid.")] = 32,
+    top: Annotated[
+        int, typer.Option(help="How many wrong predictions to show in the grid (a detector: worst screenshots, <= 12).")
+    ] = 32,
+    screenshots: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A detector: judge it on this folder of labelled screenshots (repeatable) instead of its run's "
+            "test split."
+        ),
+    ] = None,
 ) -> None:
     """Test metrics, confusion matrix, per-class precision/recall, and wrong predictions ranked by error.
 
@@ -529,6 +538,12 @@ def evaluate(
     folder. Wrong predictions are ranked over the whole dataset, as in the spec: each crop titled with its
     true label, the error E and the model output A. Writes a new folder <run>/evaluate[-N]/ (for a model
     kept by 'compare': best/evaluate/<config>[-N]/).
+
+    A detector (a 'train --task detect' run, its model.keras or its model.onnx) is judged with COCO's AP
+    (pycocotools): AP50, AP50:95, per class and per box height at 720 px (small < 60, medium 60-150, large
+    > 150), on its run's test screenshots or on --screenshots; it writes evaluation.json, pr_curves.png (one
+    curve per class at IoU 0.5) and worst_screenshots.png (true boxes solid, detections dashed, misses and
+    false positives marked).
     """
     from toonvision.learning.model_files import ModelError, locate_model
 
@@ -537,7 +552,107 @@ def evaluate(
         source = locate_model(model_path, ws.root)
     except ModelError as exc:
         raise fail(str(exc)) from None
+    if source.task == "detect" or _is_onnx_detector(source):
+        run_detector_evaluation(ws, source, screenshots=screenshots, top=min(top, 12))
+        return
+    if screenshots:
+        raise fail("--screenshots goes with a detector; a classifier is judged on crops")
     run_evaluation(ws, source, task=task, top=top)
+
+
+def _is_onnx_detector(source: ModelSource) -> bool:
+    if not source.is_onnx or source.task is not None:
+        return False
+    from toonvision.serving.inference import onnx_metadata, onnx_session
+
+    try:
+        return onnx_metadata(onnx_session(source.path, 1)).get("task") == "detect"
+    except ValueError:
+        return False
+
+
+def run_detector_evaluation(
+    ws: Workspace, source: ModelSource, *, screenshots: list[Path] | None = None, top: int = 9
+) -> Path:
+    """Judge a detector with COCO's AP, print its tables, write evaluation.json and figures; returns the folder."""
+    from toonvision.data.detection import DetectionDataError
+    from toonvision.data.files import write_json
+    from toonvision.learning.detection_metrics import bucket_text, evaluate_detections, worst_screenshots
+    from toonvision.learning.model_files import ModelError
+    from toonvision.serving.detector_evaluation import EVAL_THRESHOLD, detect_all, evaluation_set
+
+    if not source.is_onnx:
+        tensorflow()
+    from toonvision.figures.detection import plot_pr_curves, plot_worst_screenshots
+    from toonvision.serving.detector import Detector
+
+    try:
+        detector = Detector.load(source.path, threshold=EVAL_THRESHOLD)
+        data, judged = evaluation_set(source, detector, ws, screenshots)
+    except (ModelError, DetectionDataError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    header(
+        "evaluate",
+        model=source.path,
+        task="detect",
+        engine=detector.engine,
+        classes=",".join(detector.classes),
+        screenshots=f"{len(data.truths)} ({judged})",
+    )
+    for image, reason in data.skipped:
+        warn(f"skipped {image}: {reason}")
+    with progress() as bar:
+        task_id = bar.add_task("detecting", total=len(data.truths))
+        detections = detect_all(detector, data.truths, on_batch=lambda n: bar.advance(task_id, n))
+    metrics = evaluate_detections(data.truths, detections, detector.classes)
+    out = source.results_dir("evaluate")
+    write_json(
+        out / "evaluation.json",
+        {
+            "model": str(source.path),
+            "task": "detect",
+            "screenshots": judged,
+            "n_screenshots": len(data.truths),
+            "skipped": [{"image": i, "reason": r} for i, r in data.skipped],
+            **metrics.to_dict(),
+        },
+    )
+    paths = [out / "evaluation.json", plot_pr_curves(metrics, out / "pr_curves.png", f"{source.name}: {judged}")]
+    worst = worst_screenshots(data.truths, detections, metrics, n=top)
+    if worst:
+        paths.append(plot_worst_screenshots(worst, detector.classes, out / "worst_screenshots.png"))
+
+    def ap(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    table = Table("class", "boxes", "AP50", "AP50:95", "recall@0.5", title="Per class")
+    for c in metrics.per_class:
+        table.add_row(c.name, str(c.truths), ap(c.ap50), ap(c.ap), ap(c.recall50))
+    table.add_row(
+        "[bold]all[/bold]",
+        str(sum(c.truths for c in metrics.per_class)),
+        ap(metrics.ap50),
+        ap(metrics.ap),
+        ap(metrics.recall50),
+    )
+    console.print(table)
+    sizes = Table("box height at 720 px", "boxes", "AP50", "AP50:95", title="Per size")
+    for bucket, values in metrics.by_size.items():
+        sizes.add_row(
+            f"{bucket} ({bucket_text(bucket)})",
+            str(values.get("truths", "")),
+            ap(values.get("ap50")),
+            ap(values.get("ap50_95")),
+        )
+    console.print(sizes)
+    console.print(
+        f"AP50 {ap(metrics.ap50)}, AP50:95 {ap(metrics.ap)} on {len(data.truths)} screenshots; at score "
+        f">= {metrics.score_threshold}: {metrics.true_positives} found, {metrics.misses} missed, "
+        f"{metrics.false_positives} false positives"
+    )
+    for p in paths:
+        console.print(f"wrote {p}")
+    return out
 
 
 def run_evaluation(ws: Workspace, source: ModelSource, *, task: str | None = None, top: int = 32) -> Path:

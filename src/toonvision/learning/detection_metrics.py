@@ -125,7 +125,7 @@ class DetectionMetrics:
                 for c in self.per_class
             },
             "by_size": {
-                name: {"height_px_at_720": _bucket_text(name), **values} for name, values in self.by_size.items()
+                name: {"height_px_at_720": bucket_text(name), **values} for name, values in self.by_size.items()
             },
             "recall_thresholds": list(self.recall_thresholds),
             "errors": {
@@ -139,7 +139,7 @@ class DetectionMetrics:
         }
 
 
-def _bucket_text(name: str) -> str:
+def bucket_text(name: str) -> str:
     low, high = SIZE_BUCKETS[name]
     if high == float("inf"):
         return f">= {low:g}" if low else "any"
