@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import add_screenshot, noise_image
 
+from conftest import add_screenshot, noise_image
 from toonvision.data.detection import (
     Letterbox,
     class_of,

@@ -13,8 +13,12 @@ what is done (``--fresh`` redoes everything; results then go to new folders, not
     suit      a suit model (4 classes) on the Cog crops
     name      a name model (32 classes) on the Cog crops
     explain   heatmaps of test crops and of the worst mistakes, activations and filters of one crop
+    detect    a small detector (toon + 4 suits) trained from scratch on the rendered screenshots
+    detect-holdout  more held-out screenshots (<root>/holdout-detect) to measure it on
+    detect-evaluate COCO AP of the detector on them, PR curves, worst screenshots
     predict   every box of the held-out screenshots: kind, suit and name (the models exported to ONNX and run
-              with ONNX Runtime, as a bot would), annotated copies
+              with ONNX Runtime, as a bot would), annotated copies; then the same screenshots without their
+              annotations: the detector finds the boxes, the classifiers label them
     report    one self-contained HTML file that tells the experiment, in a new <experiment>/report[-N] folder
 """
 
@@ -38,6 +42,8 @@ if TYPE_CHECKING:
 
 HOLDOUT_SCREENSHOTS = 4
 HOLDOUT_SEED_OFFSET = 10_000  # far from the seeds the main render uses
+DETECT_HOLDOUT_SCREENSHOTS = 30  # enough boxes (~70) for an AP that means something
+DETECT_HOLDOUT_SEED_OFFSET = 20_000
 
 
 @dataclass(frozen=True)
@@ -51,12 +57,14 @@ class DemoPlan:
     task_epochs: int
     seed: int
     configs: tuple[str, ...] = ("baseline", "article")
+    detect_epochs: int = 12
+    detect_imgsz: int = 448  # a 1280x720 screenshot at 35%: the demo's detector trains in about a minute
 
     @classmethod
     def make(cls, *, runs: int, epochs: int, quick: bool, seed: int) -> DemoPlan:
         if quick:
             # Enough crops that every split holds both kinds; few enough to train in seconds.
-            return cls("seed", 100, min(runs, 2), min(epochs, 6), min(epochs, 8), seed, ("baseline", "article"))
+            return cls("seed", 100, min(runs, 2), min(epochs, 6), min(epochs, 8), seed, ("baseline", "article"), 4, 320)
         # The article's baseline, what its code ran, and what it meant (see toonvision.learning.training).
         return cls("seed", None, runs, epochs, epochs, seed, ("baseline", "article", "optimized"))
 
@@ -122,7 +130,12 @@ def demo(
     """
     from toonvision.cli.data import run_extract, run_split, run_stats
     from toonvision.cli.interpretation import make_explainer, run_explanations
-    from toonvision.cli.learning import run_comparison, run_evaluation
+    from toonvision.cli.learning import (
+        run_comparison,
+        run_detector_evaluation,
+        run_detector_training,
+        run_evaluation,
+    )
     from toonvision.cli.synth import run_synth
     from toonvision.data.files import new_run_dir
     from toonvision.data.images import load_image
@@ -146,6 +159,8 @@ def demo(
         runs=plan.runs,
         epochs=plan.epochs,
         task_epochs=plan.task_epochs,
+        detect_epochs=plan.detect_epochs,
+        detect_imgsz=plan.detect_imgsz,
         configs=",".join(plan.configs),
         quick=quick,
         fresh=fresh,
@@ -218,17 +233,58 @@ def demo(
         return {"path": str(out)}
 
     stages.run("explain", {**train_key, "model": str(best.path)}, explain_stage)
+
+    detect_key = {**data_key, "epochs": plan.detect_epochs, "imgsz": plan.detect_imgsz}
+
+    def detect_stage() -> dict[str, Any]:
+        out = run_detector_training(
+            ws,
+            model="centernet",
+            classes="suit",
+            epochs=plan.detect_epochs,
+            lr=2e-3,
+            batch_size=16,
+            imgsz=plan.detect_imgsz,
+            augment=True,
+            seed=seed,
+            precision="auto",
+            split_seed=None,
+        )
+        return {"path": str(out / "model.keras")}
+
+    detector = Path(stages.run("detect", detect_key, detect_stage)["path"]).parent
+    detect_holdout = workspace(root / "holdout-detect")
+    stages.run(
+        "detect-holdout",
+        {**data_key, "screenshots": DETECT_HOLDOUT_SCREENSHOTS},
+        lambda: render(detect_holdout, DETECT_HOLDOUT_SCREENSHOTS, seed + DETECT_HOLDOUT_SEED_OFFSET),
+    )
+    detected = stages.run(
+        "detect-evaluate",
+        {**detect_key, "model": str(detector), "screenshots": DETECT_HOLDOUT_SCREENSHOTS},
+        lambda: {
+            "path": str(
+                run_detector_evaluation(ws, locate_model(detector), screenshots=[detect_holdout.screenshots], top=6)
+                / "evaluation.json"
+            )
+        },
+    )
     predictions = experiment / "predictions"
     stages.run(
         "predict",
-        {**train_key, "model": str(best.path), **{t: str(p) for t, p in task_runs.items()}},
-        lambda: predict_holdout(holdout.screenshots, predictions, best.path, task_runs),
+        {
+            **train_key,
+            "model": str(best.path),
+            **{t: str(p) for t, p in task_runs.items()},
+            "detector": str(detector),
+        },
+        lambda: predict_holdout(holdout.screenshots, predictions, best.path, task_runs, detector),
     )
 
     def report_stage() -> dict[str, Any]:
         from toonvision.report.build import build_report
 
-        path = build_report(ws, experiment, extras=[*task_runs.values(), predictions])
+        path = build_report(ws, experiment, extras=[*task_runs.values(), detector, predictions])
         console.print(f"wrote {path}")
         return {"path": str(path)}
 
@@ -236,7 +292,16 @@ def demo(
     # (report, report-2...), so an earlier one stays as it was. demo.json records where the newest is.
     stages.record.pop("report", None)
     report = Path(stages.run("report", train_key, report_stage)["path"])
-    closing_summary(experiment, best_config, Path(evaluated["path"]), task_runs, predictions, report, stages.times)
+    closing_summary(
+        experiment,
+        best_config,
+        Path(evaluated["path"]),
+        task_runs,
+        Path(detected["path"]),
+        predictions,
+        report,
+        stages.times,
+    )
 
 
 def train_task_model(ws: Workspace, task: str, epochs: int, seed: int) -> Path:
@@ -251,19 +316,29 @@ def train_task_model(ws: Workspace, task: str, epochs: int, seed: int) -> Path:
     return run_training(ws, cfg)
 
 
-def predict_holdout(screenshots: Path, out: Path, binary: Path, task_runs: dict[str, Path]) -> dict[str, Any]:
+def predict_holdout(
+    screenshots: Path, out: Path, binary: Path, task_runs: dict[str, Path], detector: Path
+) -> dict[str, Any]:
     """Every annotated box of the held-out screenshots through the binary, suit and name models, as a bot
-    would run them: exported to ONNX (into <out>/models/) and classified with ONNX Runtime."""
+    would run them: exported to ONNX (into <out>/models/) and classified with ONNX Runtime. Then the same
+    screenshots as a bot sees them, without annotations: the detector's boxes, classified the same way."""
     from toonvision.data.files import write_json
+    from toonvision.serving.detector import Detector
     from toonvision.serving.export import export
     from toonvision.serving.inference import Classifier
-    from toonvision.serving.prediction import annotate, collect_targets, predict_targets
+    from toonvision.serving.prediction import Target, annotate, collect_targets, detect_targets, predict_targets
 
-    targets = collect_targets(sorted(screenshots.glob("*.png")))
-    sources = {"binary": binary, **task_runs}
+    shots = sorted(screenshots.glob("*.png"))
+    targets = collect_targets(shots)
+    sources = {"binary": binary, **task_runs, "detect": detector}
     exported = {task: export(src, out / "models" / f"{task}.onnx").path for task, src in sources.items()}
-    predict_targets(targets, {task: Classifier.load(path) for task, path in exported.items()})
+    classifiers = {task: Classifier.load(path) for task, path in exported.items() if task != "detect"}
+    predict_targets(targets, classifiers)
+    found = detect_targets([Target(shot, detect=True) for shot in shots], Detector.load(exported["detect"]))
+    predict_targets(found, classifiers)
     out.mkdir(parents=True, exist_ok=True)
+    for t in found:
+        console.print(f"wrote {annotate(t, out / f'{t.image.stem}.detected.png')}")
     table = Table("screenshot", "box", "prediction", "confidence", "true label", title="Held-out screenshots")
     for t in targets:
         for p in t.predictions:
@@ -277,6 +352,7 @@ def predict_holdout(screenshots: Path, out: Path, binary: Path, task_runs: dict[
             "models": {t: str(m) for t, m in sources.items()},
             "onnx": {t: str(m) for t, m in exported.items()},
             "predictions": [p.to_dict() for t in targets for p in t.predictions],
+            "detected": [p.to_dict() for t in found for p in t.predictions],
         },
     )
     return {"path": str(out / "predictions.json")}
@@ -287,6 +363,7 @@ def closing_summary(
     best_config: str,
     evaluation: Path,
     task_runs: dict[str, Path],
+    detection: Path,
     predictions: Path,
     report: Path,
     times: dict[str, float | None],
@@ -308,6 +385,12 @@ def closing_summary(
         test = (read_json(run / "metrics.json") or {}).get("test") or {}
         if test:
             results.add_row(f"{task} model", f"{test['accuracy']:.4f} test accuracy on {test['n']} crops")
+    det = read_json(detection) or {}
+    if det.get("ap50") is not None:
+        results.add_row(
+            "detector (toon + 4 suits)",
+            f"AP50 {det['ap50']:.3f}, AP50:95 {det['ap50_95']:.3f} on {det.get('n_screenshots')} held-out screenshots",
+        )
     preds = (read_json(predictions / "predictions.json") or {}).get("predictions", [])
     if preds:
         right = sum(fully_right(p) for p in preds)

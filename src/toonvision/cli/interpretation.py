@@ -168,6 +168,11 @@ def make_explainer(source: ModelSource, task: str | None = None, cam_layer: str 
     from toonvision.interpretation.explainer import Explainer
     from toonvision.learning.model_files import load_keras_model
 
+    if source.task == "detect":
+        raise fail(
+            f"{source.path} is a detector, not a classifier: explain shows what a classifier looks at in a crop "
+            "(give a binary, suit or name run)"
+        )
     model = load_keras_model(source.keras_file())
     return Explainer(model, task or source.task, cam_layer)
 

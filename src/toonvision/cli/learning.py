@@ -92,7 +92,7 @@ def train(
     task: TrainTask = "binary",
     model: Annotated[
         str | None,
-        typer.Option(help="Architecture (see 'toonvision models'); default small_convnet, for detect centernet_s."),
+        typer.Option(help="Architecture (see 'toonvision models'); default small_convnet, for detect centernet."),
     ] = None,
     epochs: Epochs = 25,
     lr: Annotated[float | None, typer.Option(help="Learning rate (default 1e-3; detect: 2e-3, the peak).")] = None,
@@ -151,7 +151,7 @@ def train(
     if task == "detect":
         run_detector_training(
             workspace(root),
-            model=model or "centernet_s",
+            model=model or "centernet",
             classes=classes,
             epochs=epochs,
             lr=lr or 2e-3,

@@ -55,7 +55,7 @@ class DetectConfig:
     """Everything that defines one detector training run, so any run can be repeated."""
 
     name: str = "detect"
-    model: str = "centernet_s"
+    model: str = "centernet"
     classes: str = "suit"  # the class scheme: suit (toon + 4 suits), kind (cog, toon) or label
     epochs: int = 40
     batch_size: int = 16

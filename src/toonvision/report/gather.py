@@ -193,6 +193,32 @@ class TrainingRun:
 
 
 @dataclass(frozen=True)
+class DetectionRun:
+    """A detector's run folder added with --with: how it was trained, its newest evaluation (COCO AP), and
+    screenshots no model saw with what it found on them."""
+
+    folder: Path
+    model: Any
+    epochs: Any
+    params: Any
+    classes: list[Any]
+    counts: list[tuple[Any, Any]]  # split, screenshots
+    input: str
+    history: Figure
+    evaluated: bool
+    judged: Any  # what the evaluation was on
+    n_screenshots: Any
+    ap50: Any
+    ap50_95: Any
+    per_class: list[tuple[Any, Any, Any, Any, Any]]  # class, boxes, AP50, AP50:95, recall at IoU 0.5
+    by_size: list[tuple[Any, Any, Any, Any]]  # bucket (heights), boxes, AP50, AP50:95
+    errors: dict[str, Any]
+    pr_curves: Figure | None
+    worst: Figure | None
+    detected: list[tuple[str, Figure]]  # held-out screenshots with the detected boxes and their classifications
+
+
+@dataclass(frozen=True)
 class PredictionRow:
     screenshot: str
     label: Any
@@ -405,6 +431,50 @@ def training_run(ws: Workspace, folder: Path, compute: bool) -> TrainingRun:
     )
 
 
+def detection_run(folder: Path, detected: Sequence[Path] = ()) -> DetectionRun:
+    """A detector's run folder and its newest evaluation (``toonvision evaluate <run>`` writes it)."""
+    cfg = read_json(folder / "config.json") or {}
+    metrics = read_json(folder / "metrics.json") or {}
+    counts = cfg.get("counts")
+    evaluations = sorted(folder.glob("evaluate*/evaluation.json"), key=lambda p: p.stat().st_mtime)
+    ev = (read_json(evaluations[-1]) or {}) if evaluations else {}
+    per_class = [
+        (name, c.get("truths"), c.get("ap50"), c.get("ap50_95"), c.get("recall50"))
+        for name, c in (ev.get("per_class") or {}).items()
+    ]
+    by_size = [
+        (
+            f"{bucket} ({values.get('height_px_at_720', '')})",
+            values.get("truths"),
+            values.get("ap50"),
+            values.get("ap50_95"),
+        )
+        for bucket, values in (ev.get("by_size") or {}).items()
+    ]
+    where = evaluations[-1].parent if evaluations else None
+    return DetectionRun(
+        folder,
+        cfg.get("model", "?"),
+        cfg.get("epochs", "?"),
+        metrics.get("params"),
+        list(cfg.get("class_names") or []),
+        list(counts.items()) if isinstance(counts, dict) else [],
+        f"{cfg.get('input_width', '?')}x{cfg.get('input_height', '?')}",
+        Figure.at(folder / "history.png"),
+        bool(ev),
+        ev.get("screenshots", ""),
+        ev.get("n_screenshots"),
+        ev.get("ap50"),
+        ev.get("ap50_95"),
+        per_class,
+        by_size,
+        ev.get("errors") or {},
+        Figure.at(where / "pr_curves.png") if where else None,
+        Figure.at(where / "worst_screenshots.png") if where else None,
+        [(p.name.removesuffix(".detected.png"), Figure.at(p)) for p in detected],
+    )
+
+
 def predictions(folder: Path) -> Predictions | None:
     """A folder of annotated screenshots and predictions.json; None when it holds no annotated screenshot."""
     pictures = sorted(folder.glob("*.predicted.png"))
@@ -503,9 +573,19 @@ def gather(
         block = evaluation(ws, exp.best_model(best), title, compute)
         sections.append(Section("evaluation", "Best model: confusion matrix and mistakes", "evaluation", block))
         sections.append(Section("heatmaps", "What the model looks at", "heatmaps", heatmaps(exp, best)))
+    detected = sorted(p for extra in map(Path, extras) for p in extra.glob("*.detected.png"))
     for extra in map(Path, extras):
         step(f"extra {extra.name}")
-        if (extra / "model.keras").is_file():
+        if (extra / "model.keras").is_file() and (read_json(extra / "config.json") or {}).get("task") == "detect":
+            sections.append(
+                Section(
+                    "detection",
+                    "Detection: every Toon and Cog in a screenshot",
+                    "detection",
+                    detection_run(extra, detected),
+                )
+            )
+        elif (extra / "model.keras").is_file():
             run = training_run(ws, extra, compute)
             title = f"{str(run.task).capitalize()} model: {extra.name}"
             sections.append(Section(f"run-{extra.name}", title, "run", run))
