@@ -48,6 +48,7 @@ def models(
     from toonvision.data.files import new_run_dir
     from toonvision.data.taxonomy import TASKS
     from toonvision.figures.architecture import draw_architecture
+    from toonvision.learning.detection import DETECTORS, create_detector
     from toonvision.learning.models import ALIASES, REGISTRY, architecture, create_model
 
     if name is None:
@@ -57,10 +58,18 @@ def models(
             table.add_row(arch.name, *counts, arch.summary)
         console.print(table)
         console.print("Earlier names still work: " + ", ".join(f"{a} = {n}" for a, n in ALIASES.items()))
+        detectors = Table("detector", "parameters (toon + 4 suits)", "what it is", title="Detectors (--task detect)")
+        for det in DETECTORS.values():
+            detectors.add_row(det.name, f"{create_detector(det.name, 5).count_params():,}", det.summary)
+        console.print(detectors)
         return
     try:
-        arch = architecture(name)
-        model = create_model(arch.name, task)
+        if name in DETECTORS:
+            arch, task = DETECTORS[name], "detect"
+            model = create_detector(name, 5)
+        else:
+            arch = architecture(name)
+            model = create_model(arch.name, task)
     except ValueError as exc:
         raise fail(str(exc)) from None
     model.summary(print_fn=lambda line, **_: console.print(line, highlight=False, markup=False))

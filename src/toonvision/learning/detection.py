@@ -53,7 +53,7 @@ def register_detector(fn: Callable) -> Callable:
 def detector_architecture(name: str) -> DetectorArchitecture:
     arch = DETECTORS.get(name)
     if arch is None:
-        raise ValueError(f"unknown detector {name!r} (choose from {', '.join(DETECTORS)})")
+        raise ValueError(f"unknown detector {name!r} (choose from {', '.join(DETECTORS)}; see 'toonvision models')")
     return arch
 
 
