@@ -108,12 +108,13 @@ def truth_key(truth: Truth, ws: Workspace) -> str:
         return str(truth.image)
 
 
-def load_screenshots(truths: Sequence[Truth], size: tuple[int, int], ws: Workspace | None) -> np.ndarray:
-    """The letterboxed uint8 pixels of ``truths`` (N, H, W, 3), through the workspace's cache when there is one."""
+def load_screenshots(truths: Sequence[Truth], size: tuple[int, int], ws: Workspace | None):
+    """The letterboxed uint8 pixels of ``truths``, indexable by position: through the workspace's cache, read
+    from disk as batches need them (5,000 screenshots at 640x384 are 3.7 GB); in memory without a workspace."""
     paths = [t.image for t in truths]
     if ws is None:
         return load_letterboxed(paths, size)
-    return PixelCache(ws.state / "cache" / "screenshots", size, pad=True, loader=load_letterboxed).load(paths)
+    return PixelCache(ws.state / "cache" / "screenshots", size, pad=True, loader=load_letterboxed).reader(paths)
 
 
 def input_boxes(truth: Truth, size: tuple[int, int]) -> np.ndarray:
@@ -153,7 +154,7 @@ class Batches:
 
     def __init__(
         self,
-        pixels: np.ndarray,
+        pixels: Sequence[np.ndarray],
         truths: Sequence[Truth],
         num_classes: int,
         size: tuple[int, int],
