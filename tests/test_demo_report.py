@@ -26,6 +26,7 @@ SECTIONS = [
     "heatmaps",
     "run-suit-demo",
     "run-name-demo",
+    "detection",
     "predictions",
     "settings",
 ]
@@ -79,9 +80,17 @@ def test_demo_quick_writes_a_report_and_keeps_the_users_files(tmp_path):
         assert min(img.size) > 50 and pixels.std() > 1  # a real picture, not an empty canvas
 
     predictions = json.loads((experiment / "predictions" / "predictions.json").read_text())
-    assert set(predictions["models"]) == set(predictions["onnx"]) == {"binary", "suit", "name"}
+    assert set(predictions["models"]) == set(predictions["onnx"]) == {"binary", "suit", "name", "detect"}
     assert all(Path(path).suffix == ".onnx" and Path(path).is_file() for path in predictions["onnx"].values())
     assert predictions["predictions"] and all(p["true_label"] for p in predictions["predictions"])
+    # The same held-out screenshots without their annotations: the detector's boxes, each classified.
+    assert len(list((experiment / "predictions").glob("*.detected.png"))) == 4
+    assert all(p["detector_class"] and p["true_label"] is None for p in predictions["detected"])
+    detection = json.loads(
+        Path(json.loads((ws.state / "demo.json").read_text())["detect-evaluate"]["outputs"]["path"]).read_text()
+    )
+    assert detection["n_screenshots"] == 30 and detection["ap50"] is not None
+    assert "Detection: every Toon and Cog" in page and "AP50" in page
 
     # Run again: finished stages are skipped, only the report is made again, into a folder of its own (the
     # first report and its pictures stay as they were); the user's files are intact.

@@ -366,7 +366,7 @@ def train_detector(
     save_model(final, out / "model.keras")
     write_json(out / "history.json", history)
     write_json(out / "metrics.json", {"params": int(final.count_params())})
-    for leftover in ("checkpoint.keras", "optimizer.npz"):
+    for leftover in ("checkpoint.keras", "optimizer.npz", "progress.json"):
         (out / leftover).unlink(missing_ok=True)  # the finished model replaces them: nothing to resume
     return DetectorRun(out, final, history, counts, data, split, first_epoch)
 
