@@ -17,12 +17,12 @@ Detectors are registered by name like the classifiers (``DETECTORS``); adding on
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from toonvision.data.detection import Detections
+from toonvision.learning.models import Architecture, register
 
 if TYPE_CHECKING:
     import keras
@@ -34,23 +34,14 @@ DISTANCE_SCALE = 16.0  # px: distances are softplus(raw) * this, so an untrained
 HEAT_PRIOR = 0.01  # the heatmap's initial score (RetinaNet's prior): training starts from "nothing here"
 
 
-@dataclass(frozen=True)
-class DetectorArchitecture:
-    name: str
-    build: Callable
-    summary: str
-
-
-DETECTORS: dict[str, DetectorArchitecture] = {}
+DETECTORS: dict[str, Architecture] = {}  # the classifiers' registry is models.REGISTRY: a detector is no classifier
 
 
 def register_detector(fn: Callable) -> Callable:
-    doc = (fn.__doc__ or "").strip().splitlines()
-    DETECTORS[fn.__name__] = DetectorArchitecture(fn.__name__, fn, doc[0] if doc else "")
-    return fn
+    return register(fn, DETECTORS)
 
 
-def detector_architecture(name: str) -> DetectorArchitecture:
+def detector_architecture(name: str) -> Architecture:
     arch = DETECTORS.get(name)
     if arch is None:
         raise ValueError(f"unknown detector {name!r} (choose from {', '.join(DETECTORS)}; see 'toonvision models')")

@@ -291,26 +291,15 @@ def train_detector(
     counts = _counts(split)
     seed_everything(cfg.seed)
     precision = resolve_precision(cfg.precision)
-    train = Batches(
-        load_screenshots(parts["train"], cfg.input_size, ws),
-        parts["train"],
-        len(data.classes),
-        cfg.input_size,
-        cfg.batch_size,
-        augment=cfg.augment,
-        seed=cfg.seed,
-    )
-    val = None
-    if parts["validate"]:
-        val = Batches(
-            load_screenshots(parts["validate"], cfg.input_size, ws),
-            parts["validate"],
-            len(data.classes),
-            cfg.input_size,
-            cfg.batch_size,
-            augment=False,
-            seed=cfg.seed,
+
+    def batches(truths: list[Truth], augment: bool) -> Batches:
+        pixels = load_screenshots(truths, cfg.input_size, ws)
+        return Batches(
+            pixels, truths, len(data.classes), cfg.input_size, cfg.batch_size, augment=augment, seed=cfg.seed
         )
+
+    train = batches(parts["train"], cfg.augment)
+    val = batches(parts["validate"], False) if parts["validate"] else None
     if out is None:
         out = new_run_dir(ws.runs / "train", f"detect-{cfg.classes}")
     out.mkdir(parents=True, exist_ok=True)

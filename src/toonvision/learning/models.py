@@ -40,9 +40,11 @@ REGISTRY: dict[str, Architecture] = {}
 ALIASES: dict[str, str] = {"seed": "small_convnet", "padded": "gap_convnet"}  # the names of earlier versions
 
 
-def register(fn: Callable) -> Callable:
+def register(fn: Callable, registry: dict[str, Architecture] | None = None) -> Callable:
+    """Add ``fn`` to ``registry`` (default: the classifiers') under its own name, its docstring's first line
+    as its summary."""
     doc = (fn.__doc__ or "").strip().splitlines()
-    REGISTRY[fn.__name__] = Architecture(fn.__name__, fn, doc[0] if doc else "")
+    (REGISTRY if registry is None else registry)[fn.__name__] = Architecture(fn.__name__, fn, doc[0] if doc else "")
     return fn
 
 

@@ -228,7 +228,6 @@ def export(
     kept by 'compare'), then to what the number of outputs implies and to stretched crops. An earlier
     export at ``out_path`` is replaced; any other existing file only with ``force``.
     """
-    import onnx
 
     source = resolve_source(Path(model_path), root)
     model_file = source.path
@@ -259,18 +258,26 @@ def export(
         },
     )
     proto.doc_string = f"ToonVision {task} classifier exported from {model_file.name}"
+    difference = check_and_write(proto, model, model_file, out)
+    return ExportResult(out, model_file, task, classes, pad, difference, replaced)
+
+
+def check_and_write(proto: Any, model: keras.Model, model_file: Path, out: Path, *, relative: bool = False) -> float:
+    """Validate the converted model, check it against Keras (:func:`check_onnx`), then write it atomically;
+    returns the largest difference."""
+    import onnx
+
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
         raise ExportError(f"the conversion of {model_file} gave an invalid ONNX model: {exc}") from None
-    difference = check_onnx(proto, model)
+    difference = check_onnx(proto, model, crops=2 if relative else 4, relative=relative)
     write_bytes_atomic(out, proto.SerializeToString())
-    return ExportResult(out, model_file, task, classes, pad, difference, replaced)
+    return difference
 
 
 def _export_detector(source: ModelSource, out: Path, replaced: bool, opset: int) -> ExportResult:
     """A detector's ONNX export: its class names, input size and letterboxing travel in the file."""
-    import onnx
 
     from toonvision.learning.detection import STRIDE
 
@@ -300,12 +307,7 @@ def _export_detector(source: ModelSource, out: Path, replaced: bool, opset: int)
         },
     )
     proto.doc_string = f"ToonVision detector ({', '.join(classes)}) exported from {source.path.name}"
-    try:
-        onnx.checker.check_model(proto)
-    except onnx.checker.ValidationError as exc:
-        raise ExportError(f"the conversion of {source.path} gave an invalid ONNX model: {exc}") from None
-    difference = check_onnx(proto, model, crops=2, relative=True)
-    write_bytes_atomic(out, proto.SerializeToString())
+    difference = check_and_write(proto, model, source.path, out, relative=True)
     return ExportResult(out, source.keras_file(), "detect", classes, True, difference, replaced)
 
 
