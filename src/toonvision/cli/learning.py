@@ -127,7 +127,9 @@ def train(
     split_seed: Annotated[
         int | None, typer.Option(help="Split in memory with this seed instead of using the data/ folders.")
     ] = None,
-    name: Annotated[str, typer.Option(help="Name of the run (its folder is runs/train/<task>-<name>).")] = "model",
+    name: Annotated[
+        str, typer.Option(help="Name of the run (its folder is runs/train/<task>-<name>; detect: detect-<classes>).")
+    ] = "model",
     classes: Annotated[
         str,
         typer.Option(
@@ -171,6 +173,7 @@ def train(
             precision=precision,
             split_seed=split_seed,
             resume=resume,
+            name="detect" if name == "model" else name,
         )
         return
     model, lr, batch_size = model or "small_convnet", lr or 1e-3, batch_size or 32
@@ -218,15 +221,17 @@ def run_detector_training(
     precision: str,
     split_seed: int | None,
     resume: bool = False,
+    name: str = "detect",
 ) -> Path:
-    """Train a detector with a progress bar per epoch; returns the run folder."""
+    """Train a detector with a progress bar per epoch; returns the run folder (runs/train/detect-<classes>, or
+    detect-<name> for another name)."""
     from toonvision.data.detection import DetectionDataError
     from toonvision.learning.detector_training import DetectConfig, find_unfinished_run, train_detector
 
     height, width = detector_input_size(imgsz)
     try:
         cfg = DetectConfig(
-            name="detect",
+            name=name,
             model=model,
             classes=classes,
             epochs=epochs,

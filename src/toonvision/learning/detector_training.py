@@ -301,7 +301,7 @@ def train_detector(
     train = batches(parts["train"], cfg.augment)
     val = batches(parts["validate"], False) if parts["validate"] else None
     if out is None:
-        out = new_run_dir(ws.runs / "train", f"detect-{cfg.classes}")
+        out = new_run_dir(ws.runs / "train", f"detect-{cfg.classes if cfg.name == 'detect' else cfg.name}")
     out.mkdir(parents=True, exist_ok=True)
     config = {
         **cfg.to_dict(),
