@@ -2,7 +2,7 @@
 
 For every cell of a stride-4 grid the network outputs one score per class (is an object of that class centred
 here?) and four distances (left, top, right, bottom, in input pixels) from the cell to the edges of that object's
-box. Decoding keeps the cells that are the maximum of their 3x3 neighbourhood (a max-pool) and the top-k of
+box. Decoding keeps the cells that are the maximum of their 5x5 neighbourhood (a max-pool) and the top-k of
 those: no anchors and no non-maximum suppression, so the exported graph is plain convolutions and decoding is
 a few NumPy operations shared by the Keras and the ONNX Runtime paths.
 
@@ -31,6 +31,9 @@ STRIDE = 4
 INPUT_SIZE: tuple[int, int] = (384, 640)  # height, width: a 1280x720 screenshot at half size, letterboxed
 GAUSSIAN_ALPHA = 0.54  # TTFNet's: the Gaussian's sigma is alpha * side / 6
 DISTANCE_SCALE = 16.0  # px: distances are softplus(raw) * this, so an untrained net predicts ~11 px
+# Decoding: a detection is the maximum of its 5x5 cells. With 3x3, tall Toons peaked twice; on 300 held-out
+# screenshots 5x5 took AP50 from 0.933 to 0.945 and false positives from 85 to 50 (7x7 and wider: no better).
+POOL = 5
 HEAT_PRIOR = 0.01  # the heatmap's initial score (RetinaNet's prior): training starts from "nothing here"
 
 
@@ -258,20 +261,21 @@ def detection_loss(num_classes: int, input_size: tuple[int, int] = INPUT_SIZE, b
 
 
 def decode(
-    output: np.ndarray, num_classes: int, *, top_k: int = 100, threshold: float = 0.05
+    output: np.ndarray, num_classes: int, *, top_k: int = 100, threshold: float = 0.05, pool: int = POOL
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One image's network output (H, W, num_classes + 4) -> boxes (input pixels), classes, scores, best first.
 
-    A cell is a detection when its score is the maximum of its 3x3 neighbourhood in its class (a max-pool
-    does what non-maximum suppression does for heatmaps) and among the ``top_k`` best above ``threshold``."""
+    A cell is a detection when its score is the maximum of its ``pool`` x ``pool`` neighbourhood in its class (a
+    max-pool does what non-maximum suppression does for heatmaps) and among the ``top_k`` best above
+    ``threshold``."""
     import cv2
 
     heat = np.ascontiguousarray(output[..., :num_classes], dtype=np.float32)
     dist = output[..., num_classes : num_classes + 4]
-    # cv2.dilate with a 3x3 kernel is a 3x3 max-pool with stride 1, channel by channel (at most 4 at a time).
+    # cv2.dilate is a max-pool with stride 1, channel by channel (at most 4 channels a call).
     pooled = np.concatenate(
         [
-            cv2.dilate(heat[..., c : c + 4], np.ones((3, 3), np.uint8)).reshape(*heat.shape[:2], -1)
+            cv2.dilate(heat[..., c : c + 4], np.ones((pool, pool), np.uint8)).reshape(*heat.shape[:2], -1)
             for c in range(0, num_classes, 4)
         ],
         axis=-1,

@@ -301,7 +301,7 @@ def _export_detector(source: ModelSource, out: Path, replaced: bool, opset: int)
             "stride": STRIDE,
             "input": "RGB pixels as uint8, (N, height, width, 3), letterboxed",
             "output": "(N, height/4, width/4, classes + 4): class scores in [0, 1], then the distances (input px) "
-            "from the cell centre to the box's left, top, right and bottom; keep 3x3 maxima, top-k",
+            "from the cell centre to the box's left, top, right and bottom; keep 5x5 maxima, top-k",
             "source": source.path.name,
             "model": model.name,
         },
