@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,12 +89,32 @@ def video_frames(path: Path) -> Iterator[Frame]:
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"{path} does not exist")
-    capture = cv2.VideoCapture(str(path))
-    ok, first = capture.read() if capture.isOpened() else (False, None)
+    with _native_stderr_silenced():
+        capture = cv2.VideoCapture(str(path))
+        ok, first = capture.read() if capture.isOpened() else (False, None)
     if not ok:
         capture.release()
         raise SourceError(f"{path} is not a video OpenCV can read")
     return _video_frames(capture, first)
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """FFmpeg writes its complaints about a file straight to file descriptor 2 (e.g. "moov atom not found");
+    the error raised here says it once, plainly, so its lines are muted while a video is opened."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (an embedding host): nothing to mute
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _video_frames(capture: Any, first: np.ndarray) -> Iterator[Frame]:
