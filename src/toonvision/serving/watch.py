@@ -150,7 +150,7 @@ def screen_frames(region: tuple[int, int, int, int] | None = None) -> Iterator[F
     import mss
 
     try:
-        grabber = mss.mss()
+        grabber = (getattr(mss, "MSS", None) or mss.mss)()  # mss 10.2 renamed the class, deprecating mss.mss
         monitor = grabber.monitors[0]
         if region is not None:
             monitor = {"left": region[0], "top": region[1], "width": region[2], "height": region[3]}
