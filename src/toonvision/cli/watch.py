@@ -255,7 +255,7 @@ def _status():
 
 def _status_text(stats) -> str:
     stages = " ".join(f"{s} {stats.recent_ms(s):.0f} ms" for s in ("capture", "detect", "classify"))
-    return f"{stats.frames} frames, {stats.fps:.1f} frames/s | {stages} | {stats.boxes} boxes"
+    return f"{stats.frames} frames, {stats.recent_fps:.1f} frames/s | {stages} | {stats.boxes} boxes"
 
 
 def print_summary(stats, stopped: bool) -> None:

@@ -303,8 +303,11 @@ class WatchStats:
     frames: int = 0
     boxes: int = 0
     latency: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in (*STAGES, "total")})
+    stamps: list[float] = field(default_factory=list)  # when the last 21 frames were done: the recent rate
 
     def add(self, record: FrameRecord) -> None:
+        self.stamps.append(time.perf_counter())
+        del self.stamps[:-21]
         self.frames += 1
         self.boxes += len(record.predictions)
         for stage, ms in record.latency_ms.items():
@@ -317,6 +320,13 @@ class WatchStats:
     @property
     def fps(self) -> float:
         return self.frames / self.elapsed if self.frames and self.elapsed > 0 else 0.0
+
+    @property
+    def recent_fps(self) -> float:
+        """Frames per second over the last 20 frames: what the status line shows, as the rate changes."""
+        if len(self.stamps) < 2 or self.stamps[-1] <= self.stamps[0]:
+            return self.fps
+        return (len(self.stamps) - 1) / (self.stamps[-1] - self.stamps[0])
 
     def recent_ms(self, stage: str, last: int = 20) -> float:
         values = self.latency.get(stage) or [0.0]
