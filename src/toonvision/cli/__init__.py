@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from toonvision.cli import data, demo, interpretation, learning, report, serving, synth
+from toonvision.cli import data, demo, interpretation, learning, report, serving, synth, watch
 from toonvision.cli.common import fail
 
 app = typer.Typer(
@@ -41,10 +41,11 @@ VERBS = (
     learning.optimizers,
     learning.compare,
     learning.evaluate,
-    # interpretation, serving, the report, everything at once
+    # interpretation, serving (and the live mode), the report, everything at once
     interpretation.explain,
     serving.predict,
     serving.export,
+    watch.watch,
     report.report,
     demo.demo,
 )

@@ -180,16 +180,36 @@ def prediction_color(p: BoxPrediction) -> str:
 
 def annotate(target: Target, path: Path) -> Path:
     """A copy of the screenshot with each box, its predicted label and confidence, in suit/Toon colours."""
+    img = draw_predictions(open_image(target.image), target.predictions)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    write_bytes_atomic(path, buf.getvalue())
+    return path
+
+
+def annotate_frame(image: Any, predictions: list[BoxPrediction], path: Path) -> Path:
+    """:func:`annotate` for a frame in memory (an RGB array, as the live mode has): written atomically, so a
+    viewer polling the folder never opens half a PNG."""
+    from PIL import Image
+
+    img = draw_predictions(Image.fromarray(image).convert("RGB"), predictions)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)  # a live mode cannot wait on zlib's best
+    write_bytes_atomic(path, buf.getvalue())
+    return path
+
+
+def draw_predictions(img: Any, predictions: list[BoxPrediction]) -> Any:
+    """Each box drawn on ``img`` (a PIL image, changed in place and returned), its label and confidence."""
     from PIL import ImageDraw, ImageFont
 
-    img = open_image(target.image)
     draw = ImageDraw.Draw(img)
     size = max(14, img.height // 45)
     try:
         font = ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has one bitmap size only
         font = ImageFont.load_default()
-    for p in target.predictions:
+    for p in predictions:
         box = p.box or (0, 0, img.width, img.height)
         color = prediction_color(p)
         draw.rectangle(box, outline=color, width=max(2, img.height // 300))
@@ -201,7 +221,4 @@ def annotate(target: Target, path: Path) -> Path:
         y = box[1] - (tb[3] - tb[1]) - 6 if box[1] > (tb[3] - tb[1]) + 6 else box[1]
         draw.rectangle((box[0], y, box[0] + tb[2] - tb[0] + 8, y + tb[3] - tb[1] + 6), fill=color)
         draw.text((box[0] + 4, y + 1), text, fill="white" if p.kind == "cog" else "black", font=font)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    write_bytes_atomic(path, buf.getvalue())
-    return path
+    return img

@@ -1,0 +1,270 @@
+"""The live screen mode: ``toonvision watch``."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import typer
+
+from toonvision.cli.common import Root, err, fail, tensorflow, warn, workspace
+
+SOURCES = "screen, synth, a folder of screenshots or a video file"
+
+
+def watch(
+    source: Annotated[
+        str,
+        typer.Option(
+            "--source",
+            "-s",
+            help="Where frames come from: [bold]screen[/] (every monitor, or --region; capturing one window by "
+            "title is not supported, on Linux or elsewhere: give its --region), [bold]synth[/] (the renderer's "
+            "streets, a demo with no game), a folder of screenshots, or a video file.",
+        ),
+    ] = "screen",
+    root: Root = Path("img"),
+    model: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Classifiers to use (run folders, .keras or .onnx files, repeatable); default: the workspace's best "
+            "per task, their .onnx export when there is one."
+        ),
+    ] = None,
+    detector: Annotated[
+        Path | None,
+        typer.Option(help="The detector (a detect run folder, .keras or .onnx); default: the workspace's newest."),
+    ] = None,
+    conf: Annotated[float, typer.Option(min=0.0, max=1.0, help="Detector score a box needs to be kept.")] = 0.3,
+    region: Annotated[
+        str | None, typer.Option(help="The part of the screen to watch: x,y,width,height in pixels.")
+    ] = None,
+    fps: Annotated[
+        float, typer.Option(min=0.0, help="At most this many frames a second (0: as fast as it goes).")
+    ] = 10.0,
+    threads: Annotated[
+        int | None,
+        typer.Option(min=1, help="Inference threads; default: one per core but one, which is left to the game."),
+    ] = None,
+    max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after this many frames.")] = None,
+    loop: Annotated[bool, typer.Option("--loop", help="Play a folder or video over and over.")] = False,
+    size: Annotated[str, typer.Option(help="Frame size of the synth source, WIDTHxHEIGHT.")] = "1280x720",
+    seed: Annotated[int, typer.Option(help="First street of the synth source.")] = 0,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the JSON lines to this file instead of stdout.")
+    ] = None,
+    save: Annotated[Path | None, typer.Option(help="Write every frame, its boxes drawn, to this folder.")] = None,
+    show: Annotated[bool, typer.Option("--show", help="Draw the frames in a window (needs a display).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No status line.")] = False,
+) -> None:
+    """Watch the screen live: every frame, find each Toon and Cog, and name it (Cog or Toon; a Cog's suit and name).
+
+    Models are picked as [bold]predict[/] picks them. One JSON line per frame (frame, source, time, boxes with
+    the detector's class and score, kind, suit and name with confidences, latency_ms per stage) goes to stdout
+    or --out; a status line on stderr shows frames per second and the latency of capture, detect and classify.
+    Ctrl-C (or the end of the source, or --max-frames) stops it with a summary on stderr and exit code 0.
+    """
+    from toonvision.serving.watch import SourceError, WatchStats, leave_a_core
+    from toonvision.serving.watch import watch as watch_loop
+
+    stop = threading.Event()
+
+    def interrupted(signum: int, frame: Any) -> None:
+        stop.set()  # finish the frame in hand, then the summary
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        frames = open_source(source, region, loop, size, seed)
+        window = open_window() if show else None
+        threads = threads or leave_a_core()
+        found, classifiers, used = load_models(workspace(root), model, detector, conf, threads)
+    except (SourceError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        signal.signal(signal.SIGINT, previous)
+        raise fail(str(exc)) from None
+    err.print(
+        f"[bold]toonvision watch[/]: source={source} fps={fps or 'unlimited'} threads={threads} "
+        + " ".join(f"{task}={path}" for task, path in used.items()),
+        highlight=False,
+        soft_wrap=True,
+    )
+    if save is not None:
+        save.mkdir(parents=True, exist_ok=True)
+    stats = WatchStats()
+    sink: IO[str] = out.open("a", encoding="utf-8") if out is not None else sys.stdout
+    status = None if quiet or not err.is_terminal else _status()
+    try:
+        if status is not None:
+            status.start()
+        records = watch_loop(
+            frames, found, classifiers, fps=fps, max_frames=max_frames, stop=stop, keep_image=bool(save or show)
+        )
+        for record in records:
+            stats.add(record)
+            sink.write(json.dumps(record.to_dict()) + "\n")
+            sink.flush()
+            if save is not None:
+                from toonvision.serving.prediction import annotate_frame
+
+                annotate_frame(record.image, record.predictions, save / f"frame_{record.index:06d}.png")
+            if window is not None and not window(record):
+                break
+            if status is not None:
+                status.update(_status_text(stats))
+    except BrokenPipeError:  # stdout piped into head and closed: the reader has what it wanted
+        pass
+    finally:
+        if status is not None:
+            status.stop()
+        if out is not None:
+            sink.close()
+        signal.signal(signal.SIGINT, previous)
+    print_summary(stats, stopped=stop.is_set())
+
+
+def open_source(source: str, region: str | None, loop: bool, size: str, seed: int) -> Iterator[Any]:
+    """The frames of ``--source``; SourceError (or ValueError) says why there are none."""
+    from toonvision.serving.watch import SourceError, folder_frames, parse_region, screen_frames, video_frames
+
+    if region is not None and source != "screen":
+        raise ValueError("--region goes with --source screen")
+    if source == "screen":
+        try:
+            return screen_frames(parse_region(region) if region else None)
+        except SourceError as exc:
+            raise SourceError(f"{exc}; without a screen, watch {SOURCES.replace('screen, ', '')}") from None
+    if source == "synth":
+        return synth_frames(size, seed)
+    path = Path(source)
+    if path.is_dir():
+        return folder_frames(path, repeat=loop, on_skip=lambda p, why: warn(f"skipped {p.name}: {why}"))
+    if path.is_file():
+        frames = video_frames(path)
+        return _repeat_video(path, frames) if loop else frames
+    raise SourceError(f"{source} does not exist (give --source {SOURCES})")
+
+
+def _repeat_video(path: Path, first: Iterator[Any]) -> Iterator[Any]:
+    from toonvision.serving.watch import video_frames
+
+    frames = first
+    while True:
+        yield from frames
+        frames = video_frames(path)
+
+
+def synth_frames(size: str, seed: int) -> Iterator[Any]:
+    """The synth renderer's streets, one new screenshot a frame, for as long as wanted: a demo with no game.
+    Built here, not in the serving stage, which may not import the renderer."""
+    from toonvision.synth.dataset import SynthConfig, parse_size
+    from toonvision.synth.render import get_renderer
+
+    width, height = parse_size(size)
+    cfg = SynthConfig.from_preset("seed", seed=seed, width=width, height=height)
+    renderer = get_renderer(width, height)  # now, so that a renderer that cannot start is said before the loop
+
+    def frames() -> Iterator[Any]:
+        index = 0
+        while True:
+            yield f"synth {seed}:{index}", renderer.render_index(cfg.seed, index, dict(cfg.weights), cfg.realism).image
+            index += 1
+
+    return frames()
+
+
+def open_window():
+    """A function that draws a record in an OpenCV window and says whether to go on (q or Esc: stop)."""
+    import os
+
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise RuntimeError("--show needs a display ($DISPLAY is not set); use --save DIR to see the frames")
+    import cv2
+    import numpy as np
+
+    try:
+        cv2.namedWindow("toonvision watch", cv2.WINDOW_NORMAL)
+    except cv2.error:
+        raise RuntimeError(
+            "--show needs OpenCV with its windows (opencv-python; this one is headless); use --save DIR"
+        ) from None
+
+    def draw(record) -> bool:
+        from PIL import Image
+
+        from toonvision.serving.prediction import draw_predictions
+
+        img = draw_predictions(Image.fromarray(record.image), record.predictions)
+        cv2.imshow("toonvision watch", cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2BGR))
+        return cv2.waitKey(1) & 0xFF not in (ord("q"), 27)
+
+    return draw
+
+
+def load_models(ws, model: list[Path] | None, detector: Path | None, conf: float, threads: int):
+    """The Detector, the classifiers by task and the path of each, picked as ``predict`` picks them; the .onnx
+    export beside a model is preferred (ONNX Runtime takes a thread count and needs no TensorFlow)."""
+    from toonvision.learning.backend import configure_threads
+    from toonvision.learning.model_files import ModelError, find_best_models, locate_model, newest_detector
+    from toonvision.serving.detector import Detector
+    from toonvision.serving.inference import Classifier
+
+    try:
+        sources = [locate_model(p, ws.root) for p in model] if model else list(find_best_models(ws.runs).values())
+        detectors = [s for s in sources if s.task == "detect"]
+        sources = [s for s in sources if s.task != "detect"]
+        if detector is not None:
+            detectors = [locate_model(detector, ws.root)]
+        if not detectors:
+            newest = newest_detector(ws.runs)
+            if newest is None:
+                raise ModelError(f"no trained detector in {ws.runs}: train one with 'toonvision train --task detect'")
+            detectors = [newest]
+        # A .keras file named on the command line is what the user wants timed or checked: kept as given.
+        asked = {Path(p).resolve() for p in [*(model or []), *([detector] if detector else [])] if p.suffix == ".keras"}
+        paths = [s.path if s.path.resolve() in asked else _prefer_onnx(s) for s in [detectors[0], *sources]]
+        if not all(p.suffix.lower() == ".onnx" for p in paths):
+            tensorflow()
+            configure_threads(threads)
+        found = Detector.load(paths[0], threshold=conf, threads=threads)
+        classifiers, used = {}, {"detect": str(paths[0])}
+        for path in paths[1:]:
+            clf = Classifier.load(path, threads=threads)
+            classifiers[clf.task], used[clf.task] = clf, str(path)
+    except ModelError as exc:
+        raise ValueError(str(exc)) from None
+    if "binary" not in classifiers:
+        raise ValueError(f"no trained binary model in {ws.runs}: run 'toonvision train' or give --model")
+    return found, classifiers, used
+
+
+def _prefer_onnx(source) -> Path:
+    onnx = source.sibling(".onnx")
+    return onnx if not source.is_onnx and onnx.is_file() else source.path
+
+
+def _status():
+    from rich.live import Live
+
+    return Live("starting...", console=err, refresh_per_second=4, transient=True)
+
+
+def _status_text(stats) -> str:
+    stages = " ".join(f"{s} {stats.recent_ms(s):.0f} ms" for s in ("capture", "detect", "classify"))
+    return f"{stats.frames} frames, {stats.recent_fps:.1f} frames/s | {stages} | {stats.boxes} boxes"
+
+
+def print_summary(stats, stopped: bool) -> None:
+    summary = stats.summary()
+    how = "stopped (Ctrl-C)" if stopped else "done"
+    stages = ", ".join(f"{s} {v['p50']:.1f}/{v['p95']:.1f}" for s, v in summary["latency_ms"].items())
+    err.print(
+        f"{how}: {summary['frames']} frames in {summary['seconds']:.1f} s, {summary['mean_fps']:.1f} frames/s; "
+        f"latency p50/p95 ms: {stages}",
+        highlight=False,
+        soft_wrap=True,
+    )

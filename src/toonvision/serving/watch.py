@@ -1,0 +1,349 @@
+"""The live screen mode's loop: frames in, every Toon and Cog found and named, one record per frame out.
+
+    for record in watch(folder_frames(Path("shots")), detector, {"binary": clf}, fps=10):
+        print(record.to_dict())
+
+A source is any iterator of ``(name, RGB uint8 array)``: the screen (:func:`screen_frames`), a folder of
+screenshots (:func:`folder_frames`), a video (:func:`video_frames`), or anything a caller makes (the CLI
+streams the synth renderer's pictures, which this stage may not import). Every record carries the time spent
+waiting for the frame (capture), finding the boxes (detect) and naming them (classify), so a bot can see what
+its budget goes to.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toonvision.data.detection import Detections, screenshot_array
+from toonvision.data.images import ImageError, is_image
+from toonvision.learning.backend import available_cores
+from toonvision.serving.inference import Classifier
+from toonvision.serving.prediction import BoxPrediction
+
+Frame = tuple[str, np.ndarray]  # a name (file, video frame number, "screen") and its RGB uint8 pixels
+STAGES = ("capture", "detect", "classify")
+DEFAULT_FPS = 10.0
+
+
+class SourceError(ValueError):
+    """A source that cannot give a single frame: a missing folder, a video that does not open, no display."""
+
+
+def leave_a_core() -> int:
+    """Threads for inference that leave one core to the game (and to capturing), at least one."""
+    return max(1, available_cores() - 1)
+
+
+# --- sources ---------------------------------------------------------------------------------------------
+
+
+def folder_frames(
+    folder: Path, *, repeat: bool = False, on_skip: Callable[[Path, str], None] | None = None
+) -> Iterator[Frame]:
+    """The screenshots of ``folder`` (recursively, by name), once or over and over (``repeat``: a stand-in for
+    a screen that never ends). A file that is not a readable screenshot is reported to ``on_skip`` and
+    skipped, once; SourceError when the folder does not exist or holds no image."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SourceError(f"{folder} is not a folder of screenshots (it does not exist)")
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and is_image(p))
+    if not paths:
+        raise SourceError(f"{folder} holds no screenshots (png, jpg, jpeg or bmp)")
+    return _folder_frames(folder, paths, repeat, on_skip)
+
+
+def _folder_frames(
+    folder: Path, paths: list[Path], repeat: bool, on_skip: Callable[[Path, str], None] | None
+) -> Iterator[Frame]:
+    bad: set[Path] = set()
+    while True:
+        for path in paths:
+            if path in bad:
+                continue
+            try:
+                image = screenshot_array(path)
+            except (ImageError, OSError, ValueError) as exc:
+                bad.add(path)
+                if on_skip is not None:
+                    on_skip(path, str(exc))
+                continue
+            yield str(path.relative_to(folder)), image
+        if not repeat or len(bad) == len(paths):  # nothing left to show: stop rather than spin
+            return
+
+
+def video_frames(path: Path) -> Iterator[Frame]:
+    """The frames of a video file, in order, named by their number; SourceError when OpenCV cannot open it."""
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError(f"{path} does not exist")
+    with _native_stderr_silenced():
+        capture = cv2.VideoCapture(str(path))
+        ok, first = capture.read() if capture.isOpened() else (False, None)
+    if not ok:
+        capture.release()
+        raise SourceError(f"{path} is not a video OpenCV can read")
+    return _video_frames(capture, first)
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """FFmpeg writes its complaints about a file straight to file descriptor 2 (e.g. "moov atom not found");
+    the error raised here says it once, plainly, so its lines are muted while a video is opened."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (an embedding host): nothing to mute
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _video_frames(capture: Any, first: np.ndarray) -> Iterator[Frame]:
+    import cv2
+
+    try:
+        frame, index = first, 0
+        while frame is not None:
+            yield f"frame {index}", cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            ok, frame = capture.read()
+            frame, index = (frame if ok else None), index + 1
+    finally:
+        capture.release()
+
+
+def parse_region(text: str) -> tuple[int, int, int, int]:
+    """``x,y,w,h`` (pixels of the whole desktop) -> a tuple; ValueError says what is wrong."""
+    try:
+        x, y, w, h = (int(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        raise ValueError(f"--region {text!r}: expected x,y,width,height in pixels, e.g. 0,0,1280,720") from None
+    if w <= 0 or h <= 0 or x < 0 or y < 0:
+        raise ValueError(f"--region {text!r}: the width and height must be positive, x and y not negative")
+    return x, y, w, h
+
+
+def screen_frames(region: tuple[int, int, int, int] | None = None) -> Iterator[Frame]:
+    """The screen (every monitor, or ``region`` x, y, width, height) over and over, through mss; SourceError
+    when there is no display to capture."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        # mss would fail later and less plainly; Wayland without XWayland is not capturable by mss either.
+        raise SourceError("no display to capture ($DISPLAY is not set)")
+    import mss
+
+    try:
+        grabber = (getattr(mss, "MSS", None) or mss.mss)()  # mss 10.2 renamed the class, deprecating mss.mss
+        monitor = grabber.monitors[0]
+        if region is not None:
+            monitor = {"left": region[0], "top": region[1], "width": region[2], "height": region[3]}
+        shot = grabber.grab(monitor)  # once now, so that a display that refuses is said before the loop
+    except Exception as exc:  # mss raises its own ScreenShotError, and XErrors through it
+        raise SourceError(f"the screen cannot be captured: {exc}") from None
+    return _screen_frames(grabber, monitor, shot)
+
+
+def _screen_frames(grabber: Any, monitor: dict[str, int], shot: Any) -> Iterator[Frame]:
+    try:
+        while True:
+            # mss gives BGRA rows; its .rgb is a packed copy, which is what the detector wants.
+            yield "screen", np.frombuffer(shot.rgb, np.uint8).reshape(shot.height, shot.width, 3)
+            shot = grabber.grab(monitor)
+    finally:
+        grabber.close()
+
+
+# --- the loop ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FrameRecord:
+    """What was found on one frame, and what it cost."""
+
+    index: int
+    name: str
+    time: float  # wall clock (seconds since the epoch) when the frame was in hand
+    predictions: list[BoxPrediction]
+    latency_ms: dict[str, float]  # capture, detect, classify, total
+    image: np.ndarray | None = field(default=None, repr=False)  # the frame itself, for drawing; not in to_dict
+
+    def to_dict(self) -> dict[str, Any]:
+        boxes = []
+        for p in self.predictions:
+            boxes.append(
+                {
+                    "box": list(p.box) if p.box else None,
+                    "detector_class": p.detector_class,
+                    "detector_score": _round(p.detector_score),
+                    "kind": p.kind,
+                    "kind_confidence": _round(p.kind_confidence),
+                    "suit": p.suit,
+                    "suit_confidence": _round(p.suit_confidence),
+                    "name": p.name,
+                    "name_confidence": _round(p.name_confidence),
+                    "label": p.label,
+                }
+            )
+        latency = {k: round(v, 2) for k, v in self.latency_ms.items()}
+        return {"frame": self.index, "source": self.name, "time": round(self.time, 3), "boxes": boxes} | {
+            "latency_ms": latency
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def classify_frame(
+    image: np.ndarray, found: Detections, names: list[str], classifiers: Mapping[str, Classifier], source: str = ""
+) -> list[BoxPrediction]:
+    """Cog or Toon for every box, and the suit and name of the Cogs (as ``toonvision predict`` does for a
+    screenshot file, but on pixels in memory: a live frame is never written to disk to be read back)."""
+    crops, boxes, kept = [], [], []
+    height, width = image.shape[:2]
+    pixels = np.rint(np.asarray(found.boxes, np.float64).reshape(-1, 4)).astype(int)
+    for i, (x1, y1, x2, y2) in enumerate(pixels.tolist()):
+        left, top, right, bottom = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
+        if right > left and bottom > top:
+            crops.append(image[top:bottom, left:right])
+            boxes.append((left, top, right, bottom))
+            kept.append(i)
+    if not crops:
+        return []
+    kinds = classifiers["binary"].predict(crops)
+    cogs = [i for i, kind in enumerate(kinds) if kind.label == "cog"]
+    # Only Cogs have a suit and a name: a frame full of Toons costs one model, not three.
+    extra = {
+        task: dict(zip(cogs, classifiers[task].predict([crops[i] for i in cogs]), strict=True))
+        for task in ("suit", "name")
+        if task in classifiers and cogs
+    }
+    out = []
+    for j, (box, kind) in enumerate(zip(boxes, kinds, strict=True)):
+        p = BoxPrediction(source, box, kind.label, kind.confidence)
+        p.detector_class, p.detector_score = names[kept[j]], float(found.scores[kept[j]])
+        if "suit" in extra and j in extra["suit"]:
+            p.suit, p.suit_confidence = extra["suit"][j].label, extra["suit"][j].confidence
+        if "name" in extra and j in extra["name"]:
+            p.name, p.name_confidence = extra["name"][j].label, extra["name"][j].confidence
+        out.append(p)
+    return out
+
+
+def watch(
+    frames: Iterable[Frame],
+    detector: Any,
+    classifiers: Mapping[str, Classifier],
+    *,
+    fps: float = DEFAULT_FPS,
+    on_frame: Callable[[FrameRecord], None] | None = None,
+    max_frames: int | None = None,
+    stop: threading.Event | None = None,
+    keep_image: bool = False,
+) -> Iterator[FrameRecord]:
+    """Detect and classify every frame of ``frames``, at most ``fps`` a second (0: as fast as it goes), until the
+    source ends, ``max_frames`` were done or ``stop`` is set; yields one :class:`FrameRecord` per frame (with
+    the frame itself when ``keep_image``) after handing it to ``on_frame``."""
+    if "binary" not in classifiers:
+        raise ValueError("no binary (cog vs toon) model: train one or give --model")
+    stop = stop or threading.Event()
+    period = 1.0 / fps if fps and fps > 0 else 0.0
+    source = iter(frames)
+    index = 0
+    while not stop.is_set() and (max_frames is None or index < max_frames):
+        start = time.perf_counter()
+        try:
+            name, image = next(source)
+        except StopIteration:
+            return
+        stamp = time.time()
+        captured = time.perf_counter()
+        found = detector.detect(image)
+        detected = time.perf_counter()
+        predictions = classify_frame(image, found, detector.names(found.classes), classifiers, name)
+        done = time.perf_counter()
+        latency = {
+            "capture": (captured - start) * 1000,
+            "detect": (detected - captured) * 1000,
+            "classify": (done - detected) * 1000,
+            "total": (done - start) * 1000,
+        }
+        record = FrameRecord(index, name, stamp, predictions, latency, image if keep_image else None)
+        if on_frame is not None:
+            on_frame(record)
+        yield record
+        index += 1
+        if period:
+            # Sleep off what is left of the frame's slot, so the game keeps the cores; wait() wakes on stop.
+            stop.wait(max(0.0, start + period - time.perf_counter()))
+
+
+@dataclass
+class WatchStats:
+    """Frames per second and latency percentiles of a watch so far (the status line and the summary)."""
+
+    started: float = field(default_factory=time.perf_counter)
+    frames: int = 0
+    boxes: int = 0
+    latency: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in (*STAGES, "total")})
+    stamps: list[float] = field(default_factory=list)  # when the last 21 frames were done: the recent rate
+
+    def add(self, record: FrameRecord) -> None:
+        self.stamps.append(time.perf_counter())
+        del self.stamps[:-21]
+        self.frames += 1
+        self.boxes += len(record.predictions)
+        for stage, ms in record.latency_ms.items():
+            self.latency.setdefault(stage, []).append(ms)
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.elapsed if self.frames and self.elapsed > 0 else 0.0
+
+    @property
+    def recent_fps(self) -> float:
+        """Frames per second over the last 20 frames: what the status line shows, as the rate changes."""
+        if len(self.stamps) < 2 or self.stamps[-1] <= self.stamps[0]:
+            return self.fps
+        return (len(self.stamps) - 1) / (self.stamps[-1] - self.stamps[0])
+
+    def recent_ms(self, stage: str, last: int = 20) -> float:
+        values = self.latency.get(stage) or [0.0]
+        return float(np.mean(values[-last:]))
+
+    def percentile(self, stage: str, q: float) -> float:
+        values = self.latency.get(stage) or [0.0]
+        return float(np.percentile(values, q))
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "frames": self.frames,
+            "seconds": round(self.elapsed, 2),
+            "mean_fps": round(self.fps, 2),
+            "boxes": self.boxes,
+            "latency_ms": {
+                stage: {"p50": round(self.percentile(stage, 50), 2), "p95": round(self.percentile(stage, 95), 2)}
+                for stage in (*STAGES, "total")
+            },
+        }

@@ -1,0 +1,236 @@
+"""`toonvision watch`, the live screen mode, as a user runs it: a folder, a video, the synth renderer and the screen
+as sources; JSON lines, annotated frames, bad sources, and Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import run_cli, toy_crops
+from toonvision.data.detection import Detections
+from toonvision.data.workspace import Workspace
+from toonvision.serving.inference import Result
+
+FIELDS = {"frame", "source", "time", "boxes", "latency_ms"}
+BOX_FIELDS = {"box", "detector_class", "detector_score", "kind", "kind_confidence", "suit", "name", "label"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Workspace:
+    """A workspace with 8 small rendered screenshots, a tiny detector trained on them (exported to ONNX, so
+    watch needs no TensorFlow) and a binary classifier."""
+    ws = Workspace(tmp_path_factory.mktemp("watch") / "ws").init()
+    done = run_cli("synth", "--root", str(ws.root), "-n", "8", "--size", "320x180", "--seed", "5")
+    assert done.returncode == 0, done.stderr
+    train = ("--task", "detect", "--imgsz", "128", "--batch-size", "4", "--split-seed", "0", "--epochs", "1")
+    done = run_cli("train", "--root", str(ws.root), *train)
+    assert done.returncode == 0, done.stderr
+    toy_crops(ws, per_label=3)
+    done = run_cli("train", "--root", str(ws.root), "--task", "binary", "--epochs", "1", "--split-seed", "0")
+    assert done.returncode == 0, done.stderr
+    for run in (ws.runs / "train").iterdir():
+        done = run_cli("export", str(run), "--root", str(ws.root))
+        assert done.returncode == 0, done.stderr
+    return ws
+
+
+@pytest.fixture(scope="module")
+def shots(trained, tmp_path_factory) -> Path:
+    """Three screenshots with nothing beside them, and a corrupt one that sorts first."""
+    folder = tmp_path_factory.mktemp("shots")
+    for i, path in enumerate(sorted(trained.screenshots.glob("*.png"))[:3]):
+        shutil.copy(path, folder / f"shot_{i}.png")
+    (folder / "a_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    return folder
+
+
+def lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def check_record(record: dict) -> None:
+    assert set(record) >= FIELDS
+    assert set(record["latency_ms"]) == {"capture", "detect", "classify", "total"}
+    for box in record["boxes"]:
+        assert set(box) >= BOX_FIELDS and len(box["box"]) == 4
+        assert box["kind"] in ("cog", "toon") and 0 <= box["kind_confidence"] <= 1
+        assert box["detector_class"] in ("toon", "bossbot", "lawbot", "cashbot", "sellbot")
+
+
+def one_error_line(done: subprocess.CompletedProcess, *words: str) -> None:
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.strip().splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error:"), done.stderr
+    assert all(w in errors[0] for w in words), errors[0]
+
+
+def test_a_folder_gives_json_lines_and_annotated_frames(trained, shots, tmp_path):
+    root = ("--root", str(trained.root))
+    save = tmp_path / "frames"
+    done = run_cli("watch", "--source", str(shots), *root, "--conf", "0", "--fps", "0", "--save", str(save))
+    assert done.returncode == 0, done.stderr
+    records = lines(done.stdout)
+    assert [r["frame"] for r in records] == [0, 1, 2]  # the corrupt file is skipped, with a warning
+    assert [r["source"] for r in records] == ["shot_0.png", "shot_1.png", "shot_2.png"]
+    for record in records:
+        check_record(record)
+    assert any(r["boxes"] for r in records)  # --conf 0: an untrained-ish detector still finds boxes
+    warning = " ".join(done.stderr.split())
+    assert "warning:" in warning and "a_corrupt.png" in warning
+    assert "done: 3 frames" in warning and "p50/p95" in warning
+    assert "model.onnx" in done.stderr  # the exports beside the runs are preferred
+    saved = sorted(save.glob("*.png"))
+    assert len(saved) == 3 and Image.open(saved[0]).size == (320, 180)
+    # --max-frames and --out; --fps caps the rate (2 frames at 4 a second take at least a quarter second).
+    out = tmp_path / "watch.jsonl"
+    done = run_cli("watch", "-s", str(shots), *root, "--max-frames", "2", "--fps", "4", "--out", str(out), "-q")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    records = lines(out.read_text())
+    assert len(records) == 2 and records[1]["time"] - records[0]["time"] >= 0.2
+
+
+def test_keras_models_named_on_the_command_line_are_used_as_given(trained, shots):
+    detector = trained.runs / "train" / "detect-suit" / "model.keras"
+    binary = next(p for p in (trained.runs / "train").iterdir() if p.name.startswith("binary")) / "model.keras"
+    done = run_cli(
+        "watch", "-s", str(shots), "--root", str(trained.root), "--detector", str(detector), "--model", str(binary),
+        "--max-frames", "1", "--fps", "0", "--conf", "0",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "model.keras" in done.stderr and "model.onnx" not in done.stderr
+    assert len(lines(done.stdout)) == 1
+
+
+def test_a_video_and_the_synth_renderer_are_sources_too(trained, tmp_path):
+    import cv2
+
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (320, 180))
+    for path in sorted(trained.screenshots.glob("*.png"))[:3]:
+        writer.write(cv2.cvtColor(np.asarray(Image.open(path).convert("RGB")), cv2.COLOR_RGB2BGR))
+    writer.release()
+    done = run_cli("watch", "-s", str(video), "--root", str(trained.root), "--fps", "0", "-q")
+    assert done.returncode == 0, done.stderr
+    assert [r["source"] for r in lines(done.stdout)] == ["frame 0", "frame 1", "frame 2"]
+    done = run_cli(
+        "watch", "-s", "synth", "--size", "256x144", "--root", str(trained.root), "--max-frames", "2", "--fps", "0"
+    )
+    assert done.returncode == 0, done.stderr
+    records = lines(done.stdout)
+    assert [r["frame"] for r in records] == [0, 1] and records[0]["source"] != records[1]["source"]
+
+
+def test_sources_that_give_nothing_are_one_error_line(trained, shots, tmp_path):
+    root = ("--root", str(trained.root))
+    one_error_line(run_cli("watch", "-s", str(tmp_path / "nowhere"), *root), "nowhere", "does not exist")
+    bad = tmp_path / "clip.mp4"
+    bad.write_text("not a video")
+    one_error_line(run_cli("watch", "-s", str(bad), *root), "clip.mp4", "video")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one_error_line(run_cli("watch", "-s", str(empty), *root), "no screenshots")
+    no_display = {"DISPLAY": "", "WAYLAND_DISPLAY": ""}
+    done = run_cli("watch", "-s", "screen", *root, env=no_display)
+    one_error_line(done, "display", "synth", "folder", "video")
+    one_error_line(run_cli("watch", "-s", str(shots), "--show", *root, env=no_display), "--show", "display")
+    one_error_line(run_cli("watch", "-s", "screen", "--region", "0,0,-5,9", *root), "--region")
+
+
+def test_ctrl_c_stops_with_a_summary_and_exit_code_0(trained, shots):
+    command = [sys.executable, "-m", "toonvision.cli", "watch", "-s", str(shots), "--loop", "--root", str(trained.root)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = process.stdout.readline()  # a frame is done: the loop is running
+        assert json.loads(first)["frame"] == 0
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "stopped (Ctrl-C)" in " ".join(err.split())
+    frames = 1 + len(lines(out))
+    assert f"{frames} frames" in " ".join(err.split())
+
+
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed: no display to capture")
+def test_the_screen_under_xvfb(trained):
+    display = ":97"
+    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "640x360x24", "-nolisten", "tcp"], stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.5)
+        assert xvfb.poll() is None, xvfb.stderr.read()
+        env = {"DISPLAY": display}
+        done = run_cli("watch", "--root", str(trained.root), "--max-frames", "2", "--fps", "0", env=env)
+        assert done.returncode == 0, done.stderr
+        records = lines(done.stdout)
+        assert [r["source"] for r in records] == ["screen", "screen"]
+        done = run_cli("watch", "--root", str(trained.root), "--region", "10,20,200,100", "--max-frames", "1", env=env)
+        assert done.returncode == 0, done.stderr
+        assert len(lines(done.stdout)) == 1
+        # A display, but OpenCV without windows (the headless wheel ToonVision depends on): said plainly.
+        done = run_cli("watch", "--root", str(trained.root), "--show", "--max-frames", "1", env=env)
+        if done.returncode != 0:
+            one_error_line(done, "--show", "headless")
+    finally:
+        xvfb.send_signal(signal.SIGTERM)
+        xvfb.wait(timeout=10)
+
+
+class _Detector:
+    def detect(self, image):
+        return Detections(np.array([[2, 2, 20, 30], [5, 5, 5, 5]], np.float32), np.array([1, 0]), np.array([0.9, 0.5]))
+
+    def names(self, classes):
+        return [["toon", "bossbot"][int(c)] for c in classes]
+
+
+class _Classifier:
+    def __init__(self, labels):
+        self.labels = labels
+        self.calls = 0
+
+    def predict(self, crops):
+        self.calls += 1
+        return [Result(self.labels[0], 0.8, (0.8, 0.2)) for _ in crops]
+
+
+def test_the_loop_caps_the_rate_and_stops_when_told():
+    from toonvision.serving.watch import WatchStats, watch
+
+    frames = (("f", np.zeros((40, 60, 3), np.uint8)) for _ in range(1000))
+    models = {"binary": _Classifier(["cog"]), "suit": _Classifier(["bb"]), "name": _Classifier(["flunky"])}
+    stop = threading.Event()
+    stats = WatchStats()
+    start = time.perf_counter()
+    records = []
+    for record in watch(frames, _Detector(), models, fps=20, on_frame=stats.add, stop=stop):
+        records.append(record)
+        if len(records) == 5:
+            stop.set()
+    assert len(records) == 5 and time.perf_counter() - start >= 4 / 20
+    p = records[0].predictions
+    assert len(p) == 1 and p[0].label == "cog_bb_flunky" and p[0].detector_class == "bossbot"  # empty box dropped
+    assert stats.summary()["frames"] == 5 and set(stats.summary()["latency_ms"]) == {
+        "capture",
+        "detect",
+        "classify",
+        "total",
+    }
+    toons = {"binary": _Classifier(["toon"]), "suit": _Classifier(["bb"])}
+    list(watch(iter([("f", np.zeros((40, 60, 3), np.uint8))]), _Detector(), toons, fps=0))
+    assert toons["suit"].calls == 0  # no Cog on the frame: the suit model is not run
