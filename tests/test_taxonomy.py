@@ -6,6 +6,7 @@ from toonvision.data.taxonomy import (
     ANIMALS,
     STREET_SHORTS,
     SUITS,
+    TASKS,
     LabelError,
     all_labels,
     parse_label,
@@ -13,7 +14,9 @@ from toonvision.data.taxonomy import (
     predefined_classes_text,
     street_of,
     task_classes,
+    task_for_units,
     task_target,
+    task_units,
 )
 
 SPEC_CLASSES = Path(__file__).parent / "data" / "predefined_classes.txt"
@@ -89,4 +92,22 @@ def test_task_targets():
     assert task_target("suit", parse_label("toon_pig")) is None
     assert task_classes("name")[task_target("name", parse_label("cog_sb_twoface"))] == "twoface"
     with pytest.raises(ValueError):
-        task_classes("animal")
+        task_classes("species")
+
+
+def test_animal_task():
+    assert "animal" in TASKS and task_classes("animal") == list(ANIMALS) and task_units("animal") == 11
+    assert task_classes("animal")[task_target("animal", parse_label("toon_pig"))] == "pig"
+    # Cog crops are not part of the animal task, as Toon crops are not part of suit/name.
+    assert task_target("animal", parse_label("cog_cb_tightwad")) is None
+    assert task_target("name", parse_label("toon_pig")) is None
+    assert task_target("animal", parse_label("toon_platypus", strict=False)) is None
+
+
+def test_task_for_units_stays_unambiguous():
+    # Every task's output count names exactly one task, so a bare model file still says what it is.
+    units = [task_units(t) for t in TASKS]
+    assert len(set(units)) == len(units)
+    assert task_for_units(11) == "animal" and task_for_units(32) == "name" and task_for_units(1) == "binary"
+    with pytest.raises(ValueError):
+        task_for_units(11, "suit")

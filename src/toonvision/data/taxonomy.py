@@ -290,7 +290,7 @@ def street_of(screenshot_name: str, streets: Sequence[str] = STREET_SHORTS) -> s
 
 
 # Classification tasks: what a crop is, as the models are trained to tell.
-TASKS: tuple[str, ...] = ("binary", "suit", "name")
+TASKS: tuple[str, ...] = ("binary", "suit", "name", "animal")
 
 
 def task_classes(task: str) -> list[str]:
@@ -301,11 +301,16 @@ def task_classes(task: str) -> list[str]:
         return [s.short for s in SUITS]
     if task == "name":
         return [n for s in SUITS for n in s.cogs]
+    if task == "animal":
+        return list(ANIMALS)
     raise ValueError(f"unknown task {task!r} (choose from {', '.join(TASKS)})")
 
 
 def task_units(task: str) -> int:
-    """Outputs of a model for ``task``: one sigmoid unit for binary, a softmax over the classes otherwise."""
+    """Outputs of a model for ``task``: one sigmoid unit for binary, a softmax over the classes otherwise.
+
+    The counts (1, 4, 32, 11) must stay distinct: ``task_for_units`` tells a bare model file's task by them.
+    """
     return 1 if task == "binary" else len(task_classes(task))
 
 
@@ -327,8 +332,11 @@ def task_target(task: str, label: Label) -> int | None:
     """Index of ``label`` in ``task``'s classes, or None when the label does not belong to the task."""
     if task == "binary":
         return KINDS.index(label.kind)
-    if not label.is_cog:
-        return None
     classes = task_classes(task)
-    key = label.suit if task == "suit" else label.name
+    if task == "animal":
+        key = label.animal if label.kind == "toon" else None
+    elif label.is_cog:
+        key = label.suit if task == "suit" else label.name
+    else:
+        return None
     return classes.index(key) if key in classes else None
