@@ -43,7 +43,7 @@ def predict(
     ] = None,
     conf: Annotated[float, typer.Option(min=0.0, max=1.0, help="Detector score a box needs to be kept.")] = 0.3,
 ) -> None:
-    """Classify what is on screen: for each box, Cog or Toon, and for Cogs the suit and the name.
+    """Classify what is on screen: for each box, Cog or Toon, for Cogs the suit and the name, for Toons the animal.
 
     For a screenshot, the boxes come from its labelImg annotation (any format), from --boxes, or, when it has
     neither, from a detector (trained with 'toonvision train --task detect'), whose class and score each box
@@ -97,7 +97,7 @@ def predict(
     table = Table(*columns, title="Predictions")
     for t in targets:
         for p in t.predictions:
-            confidence = p.name_confidence if p.name else p.kind_confidence
+            confidence = p.confidence
             found_by = [f"{p.detector_class} {p.detector_score:.2f}" if p.detector_class else ""] if detected else []
             table.add_row(
                 t.image.name,
@@ -171,7 +171,9 @@ def export(
     ] = Path("img"),
     task: Annotated[
         str | None,
-        typer.Option(help="Task of a bare .keras file without its .json (binary, suit, name).", show_default=False),
+        typer.Option(
+            help="Task of a bare .keras file without its .json (binary, suit, name, animal).", show_default=False
+        ),
     ] = None,
     pad: Annotated[
         bool | None,

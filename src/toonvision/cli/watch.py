@@ -62,10 +62,11 @@ def watch(
     show: Annotated[bool, typer.Option("--show", help="Draw the frames in a window (needs a display).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No status line.")] = False,
 ) -> None:
-    """Watch the screen live: every frame, find each Toon and Cog, and name it (Cog or Toon; a Cog's suit and name).
+    """Watch the screen live: every frame, find each Toon and Cog, and name it (Cog or Toon; a Cog's suit and
+    name, a Toon's animal).
 
     Models are picked as [bold]predict[/] picks them. One JSON line per frame (frame, source, time, boxes with
-    the detector's class and score, kind, suit and name with confidences, latency_ms per stage) goes to stdout
+    the detector's class and score, kind, suit, name and animal with confidences, latency_ms per stage) goes to stdout
     or --out; a status line on stderr shows frames per second and the latency of capture, detect and classify.
     Ctrl-C (or the end of the source, or --max-frames) stops it with a summary on stderr and exit code 0.
     """

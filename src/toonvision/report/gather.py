@@ -485,7 +485,7 @@ def predictions(folder: Path) -> Predictions | None:
         PredictionRow(
             Path(p["source"]).name,
             p["label"],
-            p.get("name_confidence") or p.get("kind_confidence"),
+            p.get("name_confidence") or p.get("animal_confidence") or p.get("kind_confidence"),
             p.get("true_label") or "",
             "yes" if fully_right(p) else ("no" if p.get("true_label") else ""),
         )

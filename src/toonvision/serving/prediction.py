@@ -1,7 +1,7 @@
 """Predictions on what is on screen: crops, folders of crops, or screenshots with boxes.
 
-Each box gets a binary prediction (cog or toon) and, when a Cog, a suit and a name prediction, from the
-best models of the workspace (or the models given).
+Each box gets a binary prediction (cog or toon) and, when a Cog, a suit and a name prediction, when a Toon, an
+animal prediction, from the best models of the workspace (or the models given).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ class BoxPrediction:
     suit_confidence: float | None = None
     name: str | None = None
     name_confidence: float | None = None
+    animal: str | None = None
+    animal_confidence: float | None = None
     true_label: str | None = None  # from the annotation, when there is one
     detector_class: str | None = None  # when the detector found the box: its class and score
     detector_score: float | None = None
@@ -36,9 +38,24 @@ class BoxPrediction:
     @property
     def label(self) -> str:
         if self.kind == "toon":
-            return "toon"
+            return f"toon_{self.animal}" if self.animal else "toon"
         parts = ["cog", self.suit or "?", self.name or "?"] if self.suit or self.name else ["cog"]
         return "_".join(parts)
+
+    @property
+    def confidence(self) -> float:
+        """The confidence of the most specific part of the label: the name or animal when there is one."""
+        if self.kind == "cog" and self.name:
+            return float(self.name_confidence or 0.0)
+        if self.kind == "toon" and self.animal:
+            return float(self.animal_confidence or 0.0)
+        return self.kind_confidence
+
+    @property
+    def caption(self) -> str:
+        """The label as drawn on a screenshot, e.g. ``bb_flunky 0.88`` or ``toon cat 0.91``."""
+        what = self.label.replace("cog_", "") if self.kind == "cog" else self.label.replace("_", " ")
+        return f"{what} {self.confidence:.2f}"
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()} | {"label": self.label}
@@ -46,11 +63,12 @@ class BoxPrediction:
 
 def fully_right(prediction: dict[str, Any]) -> bool:
     """Whether a prediction (as :meth:`BoxPrediction.to_dict` writes it) names what its annotation names:
-    the kind, and the suit and name for Cogs."""
+    the kind, the suit and name for Cogs, and the animal for Toons when an animal model gave one (without it
+    a Toon is right by its kind, as predictions made before the animal task were)."""
     truth = prediction.get("true_label")
     if not truth:
         return False
-    if truth.startswith("toon"):
+    if truth.startswith("toon") and not prediction.get("animal"):
         return prediction.get("kind") == "toon"
     return prediction.get("label") == truth
 
@@ -158,7 +176,7 @@ def predict_targets(targets: list[Target], models: dict[str, Classifier]) -> lis
         if not crops:
             continue
         kinds = models["binary"].predict(crops)
-        extra = {t: models[t].predict(crops) for t in ("suit", "name") if t in models}
+        extra = {t: models[t].predict(crops) for t in ("suit", "name", "animal") if t in models}
         for i, (crop_box, kind) in enumerate(zip(boxes, kinds, strict=True)):
             p = BoxPrediction(str(target.image), crop_box, kind.label, kind.confidence, true_label=truths[i])
             if target.scores is not None:  # found by the detector: its class is not a truth
@@ -168,6 +186,8 @@ def predict_targets(targets: list[Target], models: dict[str, Classifier]) -> lis
                     p.suit, p.suit_confidence = extra["suit"][i].label, extra["suit"][i].confidence
                 if "name" in extra:
                     p.name, p.name_confidence = extra["name"][i].label, extra["name"][i].confidence
+            elif "animal" in extra:
+                p.animal, p.animal_confidence = extra["animal"][i].label, extra["animal"][i].confidence
             target.predictions.append(p)
     return targets
 
@@ -213,8 +233,7 @@ def draw_predictions(img: Any, predictions: list[BoxPrediction]) -> Any:
         box = p.box or (0, 0, img.width, img.height)
         color = prediction_color(p)
         draw.rectangle(box, outline=color, width=max(2, img.height // 300))
-        conf = p.name_confidence if p.name else p.kind_confidence
-        text = f"{p.label.replace('cog_', '')} {conf:.2f}" if p.kind == "cog" else f"toon {p.kind_confidence:.2f}"
+        text = p.caption
         if p.detector_class is not None:
             text = f"{p.detector_class} {p.detector_score:.2f} | {text}"
         tb = draw.textbbox((box[0], box[1]), text, font=font)

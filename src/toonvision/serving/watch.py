@@ -198,6 +198,8 @@ class FrameRecord:
                     "suit_confidence": _round(p.suit_confidence),
                     "name": p.name,
                     "name_confidence": _round(p.name_confidence),
+                    "animal": p.animal,
+                    "animal_confidence": _round(p.animal_confidence),
                     "label": p.label,
                 }
             )
@@ -214,8 +216,9 @@ def _round(value: float | None) -> float | None:
 def classify_frame(
     image: np.ndarray, found: Detections, names: list[str], classifiers: Mapping[str, Classifier], source: str = ""
 ) -> list[BoxPrediction]:
-    """Cog or Toon for every box, and the suit and name of the Cogs (as ``toonvision predict`` does for a
-    screenshot file, but on pixels in memory: a live frame is never written to disk to be read back)."""
+    """Cog or Toon for every box, the suit and name of the Cogs and the animal of the Toons (as ``toonvision
+    predict`` does for a screenshot file, but on pixels in memory: a live frame is never written to disk to be
+    read back)."""
     crops, boxes, kept = [], [], []
     height, width = image.shape[:2]
     pixels = np.rint(np.asarray(found.boxes, np.float64).reshape(-1, 4)).astype(int)
@@ -229,11 +232,12 @@ def classify_frame(
         return []
     kinds = classifiers["binary"].predict(crops)
     cogs = [i for i, kind in enumerate(kinds) if kind.label == "cog"]
-    # Only Cogs have a suit and a name: a frame full of Toons costs one model, not three.
+    toons = [i for i, kind in enumerate(kinds) if kind.label != "cog"]
+    # Only Cogs have a suit and a name, only Toons an animal: each box costs two or three models, not four.
     extra = {
-        task: dict(zip(cogs, classifiers[task].predict([crops[i] for i in cogs]), strict=True))
-        for task in ("suit", "name")
-        if task in classifiers and cogs
+        task: dict(zip(which, classifiers[task].predict([crops[i] for i in which]), strict=True))
+        for task, which in (("suit", cogs), ("name", cogs), ("animal", toons))
+        if task in classifiers and which
     }
     out = []
     for j, (box, kind) in enumerate(zip(boxes, kinds, strict=True)):
@@ -243,6 +247,8 @@ def classify_frame(
             p.suit, p.suit_confidence = extra["suit"][j].label, extra["suit"][j].confidence
         if "name" in extra and j in extra["name"]:
             p.name, p.name_confidence = extra["name"][j].label, extra["name"][j].confidence
+        if "animal" in extra and j in extra["animal"]:
+            p.animal, p.animal_confidence = extra["animal"][j].label, extra["animal"][j].confidence
         out.append(p)
     return out
 
