@@ -24,7 +24,12 @@ Root = Annotated[
     Path,
     typer.Option("--root", envvar="TOONVISION_ROOT", help="Workspace root folder.", show_default=True),
 ]
-Task = Annotated[str, typer.Option("--task", help="binary (cog vs toon), suit (4 suits) or name (32 Cog names).")]
+Task = Annotated[
+    str,
+    typer.Option(
+        "--task", help="binary (cog vs toon), suit (4 suits), name (32 Cog names) or animal (11 Toon animals)."
+    ),
+]
 Epochs = Annotated[int, typer.Option(help="Epochs to train (the spec: 25; its optimizer comparison: 20).")]
 Precision = Annotated[
     str,

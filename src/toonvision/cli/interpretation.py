@@ -90,7 +90,9 @@ def explain(
     steps: Annotated[int, typer.Option(min=1, help="Gradient-ascent steps per filter pattern.")] = 40,
     task: Annotated[
         str | None,
-        typer.Option(help="Task of a bare .keras file without its .json (binary, suit, name).", show_default=False),
+        typer.Option(
+            help="Task of a bare .keras file without its .json (binary, suit, name, animal).", show_default=False
+        ),
     ] = None,
 ) -> None:
     """Look inside a trained model: intermediate activations, filter patterns and class activation heatmaps.
@@ -171,7 +173,7 @@ def make_explainer(source: ModelSource, task: str | None = None, cam_layer: str 
     if source.task == "detect":
         raise fail(
             f"{source.path} is a detector, not a classifier: explain shows what a classifier looks at in a crop "
-            "(give a binary, suit or name run)"
+            "(give a binary, suit, name or animal run)"
         )
     model = load_keras_model(source.keras_file())
     return Explainer(model, task or source.task, cam_layer)

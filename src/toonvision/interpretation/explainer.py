@@ -1,7 +1,7 @@
 """Model interpretation: what a trained ToonVision model sees (the spec's "Model interpretation and
 visualization").
 
-Three views, for any model of any task (binary, suit, name):
+Three views, for any model of any task (binary, suit, name, animal):
 
 - **intermediate activations**: every Conv2D and MaxPooling2D output for one crop, channel by channel;
 - **filter patterns**: for a convolution layer, the input that maximally activates each filter, found by
@@ -105,7 +105,7 @@ class FilterPatterns:
 class Explainer:
     """Views into one Keras model: activations, filter patterns and class activation maps.
 
-    ``task`` names the classes ("binary", "suit", "name"); without it they are guessed from the number of
+    ``task`` names the classes ("binary", "suit", "name", "animal"); without it they are guessed from the number of
     outputs, else numbered. ``cam_layer`` is the layer whose feature maps the heatmaps weigh (default: the
     output of the last convolution block, see :func:`default_cam_layer`).
     """
@@ -591,7 +591,7 @@ def wrong_predictions(
     was trained: ``pad``; ``split`` its run's split), highest error first (evaluation's ranking), the top
     ``top`` with their crops. Also returns the counts (wrong, all)."""
     if explainer.task is None:
-        raise ExplainError("--wrong needs the model's task: give --task binary, suit or name")
+        raise ExplainError("--wrong needs the model's task: give --task binary, suit, name or animal")
     try:
         data = load_task(find_samples(ws), explainer.task, pad=pad, ws=ws)
     except ValueError as exc:

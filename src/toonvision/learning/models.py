@@ -89,7 +89,7 @@ def create_model(
     seed: int | None = None,
     model_name: str | None = None,
 ) -> keras.Model:
-    """Build architecture ``name`` for ``task`` ("binary", "suit" or "name")."""
+    """Build architecture ``name`` for ``task`` ("binary", "suit", "name" or "animal")."""
     import keras
 
     arch = architecture(name)
