@@ -26,6 +26,7 @@ SECTIONS = [
     "heatmaps",
     "run-suit-demo",
     "run-name-demo",
+    "run-animal-demo",
     "detection",
     "predictions",
     "settings",
@@ -80,9 +81,11 @@ def test_demo_quick_writes_a_report_and_keeps_the_users_files(tmp_path):
         assert min(img.size) > 50 and pixels.std() > 1  # a real picture, not an empty canvas
 
     predictions = json.loads((experiment / "predictions" / "predictions.json").read_text())
-    assert set(predictions["models"]) == set(predictions["onnx"]) == {"binary", "suit", "name", "detect"}
+    assert set(predictions["models"]) == set(predictions["onnx"]) == {"binary", "suit", "name", "animal", "detect"}
     assert all(Path(path).suffix == ".onnx" and Path(path).is_file() for path in predictions["onnx"].values())
     assert predictions["predictions"] and all(p["true_label"] for p in predictions["predictions"])
+    toons = [p for p in predictions["predictions"] if p["kind"] == "toon"]
+    assert toons and all(p["animal"] and p["label"] == f"toon_{p['animal']}" for p in toons)
     # The same held-out screenshots without their annotations: the detector's boxes, each classified.
     assert len(list((experiment / "predictions").glob("*.detected.png"))) == 4
     assert all(p["detector_class"] and p["true_label"] is None for p in predictions["detected"])

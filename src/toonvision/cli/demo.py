@@ -12,11 +12,12 @@ what is done (``--fresh`` redoes everything; results then go to new folders, not
     evaluate  the best configuration's best model: confusion matrix and wrong predictions
     suit      a suit model (4 classes) on the Cog crops
     name      a name model (32 classes) on the Cog crops
+    animal    an animal model (11 classes) on the Toon crops
     explain   heatmaps of test crops and of the worst mistakes, activations and filters of one crop
     detect    a small detector (toon + 4 suits) trained from scratch on the rendered screenshots
     detect-holdout  more held-out screenshots (<root>/holdout-detect) to measure it on
     detect-evaluate COCO AP of the detector on them, PR curves, worst screenshots
-    predict   every box of the held-out screenshots: kind, suit and name (the models exported to ONNX and run
+    predict   every box of the held-out screenshots: kind, suit and name or animal (the models exported to ONNX and run
               with ONNX Runtime, as a bot would), annotated copies; then the same screenshots without their
               annotations: the detector finds the boxes, the classifiers label them
     report    one self-contained HTML file that tells the experiment, in a new <experiment>/report[-N] folder
@@ -124,8 +125,8 @@ def demo(
 
     Renders the seed preset (about 650 crops shaped like the spec's data), extracts, splits and plots it,
     compares the article's baseline, what its code ran for its optimized model (article) and what it meant
-    (optimized, with augmentation) over re-split runs, evaluates the best model, trains the suit and name
-    models, explains what the models look at, predicts on screenshots no model has seen, and writes the
+    (optimized, with augmentation) over re-split runs, evaluates the best model, trains the suit, name and
+    animal models, explains what the models look at, predicts on screenshots no model has seen, and writes the
     report. Finished stages are skipped when run again with the same settings.
     """
     from toonvision.cli.data import run_extract, run_split, run_stats
@@ -209,7 +210,7 @@ def demo(
 
     task_runs = {
         task: Path(stages.run(task, {**data_key, "epochs": plan.task_epochs}, task_stage(task))["path"])
-        for task in ("suit", "name")
+        for task in ("suit", "name", "animal")
     }
 
     def explain_stage() -> dict[str, Any]:
@@ -305,8 +306,9 @@ def demo(
 
 
 def train_task_model(ws: Workspace, task: str, epochs: int, seed: int) -> Path:
-    """A suit or name model on the Cog crops of the workspace's split (the spec's baseline recipe, which
-    did better than the others on these tasks in our 10-run experiments)."""
+    """A suit or name model on the Cog crops, or an animal model on the Toon crops, of the workspace's split
+    (the spec's baseline recipe, which did better than the others on the suit and name tasks in our 10-run
+    experiments)."""
     from dataclasses import replace
 
     from toonvision.cli.learning import run_training
@@ -319,7 +321,7 @@ def train_task_model(ws: Workspace, task: str, epochs: int, seed: int) -> Path:
 def predict_holdout(
     screenshots: Path, out: Path, binary: Path, task_runs: dict[str, Path], detector: Path
 ) -> dict[str, Any]:
-    """Every annotated box of the held-out screenshots through the binary, suit and name models, as a bot
+    """Every annotated box of the held-out screenshots through the binary, suit, name and animal models, as a bot
     would run them: exported to ONNX (into <out>/models/) and classified with ONNX Runtime. Then the same
     screenshots as a bot sees them, without annotations: the detector's boxes, classified the same way."""
     from toonvision.data.files import write_json
@@ -342,8 +344,9 @@ def predict_holdout(
     table = Table("screenshot", "box", "prediction", "confidence", "true label", title="Held-out screenshots")
     for t in targets:
         for p in t.predictions:
-            conf = p.name_confidence if p.name else p.kind_confidence
-            table.add_row(t.image.name, " ".join(map(str, p.box or ())), p.label, f"{conf:.3f}", p.true_label or "")
+            table.add_row(
+                t.image.name, " ".join(map(str, p.box or ())), p.label, f"{p.confidence:.3f}", p.true_label or ""
+            )
         console.print(f"wrote {annotate(t, out / f'{t.image.stem}.predicted.png')}")
     console.print(table)
     write_json(
@@ -396,7 +399,8 @@ def closing_summary(
         right = sum(fully_right(p) for p in preds)
         kinds = sum(p.get("kind") == (p.get("true_label") or "").split("_")[0] for p in preds)
         results.add_row(
-            "held-out screenshots", f"{kinds} of {len(preds)} boxes right kind, {right} fully right (suit, name)"
+            "held-out screenshots",
+            f"{kinds} of {len(preds)} boxes right kind, {right} fully right (suit and name, or animal)",
         )
     console.print(results)
     timing = Table("stage", "seconds", title="Time per stage")
