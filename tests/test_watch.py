@@ -234,3 +234,29 @@ def test_the_loop_caps_the_rate_and_stops_when_told():
     toons = {"binary": _Classifier(["toon"]), "suit": _Classifier(["bb"])}
     list(watch(iter([("f", np.zeros((40, 60, 3), np.uint8))]), _Detector(), toons, fps=0))
     assert toons["suit"].calls == 0  # no Cog on the frame: the suit model is not run
+    toons = {"binary": _Classifier(["toon"]), "suit": _Classifier(["bb"]), "animal": _Classifier(["cat"])}
+    (record,) = watch(iter([("f", np.zeros((40, 60, 3), np.uint8))]), _Detector(), toons, fps=0)
+    assert toons["suit"].calls == 0 and toons["animal"].calls == 1
+    (box,) = record.to_dict()["boxes"]
+    assert box["animal"] == "cat" and box["animal_confidence"] == 0.8 and box["label"] == "toon_cat"
+
+
+def test_a_toon_box_gets_an_animal_and_a_cog_box_none(tmp_path):
+    from PIL import Image
+
+    from toonvision.data.annotations import Box
+    from toonvision.serving.prediction import Target, fully_right, predict_targets
+
+    shot = tmp_path / "ttc_1.png"
+    Image.new("RGB", (120, 80), (90, 90, 90)).save(shot)
+    boxes = [Box("toon_cat", 5, 5, 40, 70), Box("toon_dog", 50, 5, 90, 70)]
+    models = {"binary": _Classifier(["toon"]), "suit": _Classifier(["bb"]), "animal": _Classifier(["cat"])}
+    (target,) = predict_targets([Target(shot, boxes)], models)
+    cat, dog = target.predictions
+    assert (cat.animal, cat.animal_confidence, cat.suit, cat.label) == ("cat", 0.8, None, "toon_cat")
+    assert cat.caption == "toon cat 0.80" and cat.confidence == 0.8
+    # With an animal predicted, a Toon is fully right only when it is the annotated animal.
+    assert fully_right(cat.to_dict()) and not fully_right(dog.to_dict())
+    (plain,) = predict_targets([Target(shot, boxes[:1])], {"binary": _Classifier(["toon"])})[0].predictions
+    assert plain.animal is None and plain.label == "toon" and fully_right(plain.to_dict())
+    assert plain.caption == f"toon {plain.kind_confidence:.2f}"
