@@ -4,7 +4,7 @@
 
 It tells the experiment top to bottom: what was compared and the verdict, the dataset, the architectures,
 the averaged training curves, the box plots with the statistical test, the best model's confusion matrix
-and wrong predictions, what the model looks at (heatmaps), any extra runs (suit and name models,
+and wrong predictions, what the model looks at (heatmaps), any extra runs (suit, name and animal models,
 predictions on screenshots), and every setting. Images are embedded as base64 PNGs so the file opens in
 any browser, from a mail attachment or a USB stick, with no server and nothing beside it.
 
