@@ -16,6 +16,9 @@ from conftest import add_screenshot, run_cli
 from toonvision.cli.demo import Stages
 from toonvision.data.workspace import Workspace
 
+# make test runs the suite on two xdist workers: everything that starts a Ray (demo runs compare) runs on one.
+pytestmark = pytest.mark.xdist_group("ray")
+
 SECTIONS = [
     "summary",
     "dataset",

@@ -18,10 +18,13 @@ from PIL import Image
 from conftest import run_cli, toy_crops
 from toonvision.data.workspace import Workspace
 
+# make test runs the suite on two xdist workers: this module's tests share a module fixture, so they run on one.
+pytestmark = pytest.mark.xdist_group("detector_cli")
+
 TRAIN = ("--task", "detect", "--imgsz", "128", "--batch-size", "4", "--split-seed", "0")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: under xdist, other modules' tests may run between this module's
 def trained(tmp_path_factory) -> Workspace:
     """A workspace with 12 small rendered screenshots, a tiny detector trained on them, and a binary classifier."""
     ws = Workspace(tmp_path_factory.mktemp("detect") / "ws").init()

@@ -14,6 +14,9 @@ from PIL import Image
 
 from conftest import run_cli
 
+# make test runs the suite on two xdist workers: this module's tests share a module fixture, so they run on one.
+pytestmark = pytest.mark.xdist_group("export")
+
 ATOL = 1e-4
 
 
@@ -47,7 +50,7 @@ def spread_outputs(model, crops: list[np.ndarray], pad: bool) -> None:
     head.set_weights([kernel * scale, -logits.mean(axis=0) * scale])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: under xdist, other modules' tests may run between this module's
 def models(tmp_path_factory) -> dict[str, Path]:
     """A seed binary model in a run folder (config.json) and a padded suit model kept as 'compare' keeps
     them (<name>.keras with <name>.json, trained with padding), both with augmentation and dropout layers,

@@ -13,6 +13,9 @@ from toonvision.interpretation.cam import grad_cam, layer_geometry, upsample
 from toonvision.interpretation.explainer import Explainer, ExplainError
 from toonvision.learning.models import create_model
 
+# make test runs the suite on two xdist workers: this module's tests share a module fixture, so they run on one.
+pytestmark = pytest.mark.xdist_group("interpretation")
+
 YELLOW, MAGENTA = (240, 220, 40), (250, 110, 250)
 SLACK = 20  # half the receptive field of the tiny model's last convolution (40 px)
 
@@ -261,7 +264,7 @@ def explain(*args: str):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: under xdist, other modules' tests may run between this module's
 def toy_run(tmp_path_factory):
     """A tiny binary run trained by `toonvision train`, plus two Toons drawn like Cogs (wrong predictions
     waiting to happen)."""

@@ -288,6 +288,7 @@ def _results(folder):
     return sorted(p.name for p in (folder / "results").glob("*.json"))
 
 
+@pytest.mark.xdist_group("ray")  # one Ray at a time under make test's two xdist workers
 def test_compare_through_ray_resumes_after_a_kill(ws):
     toy_crops(ws, per_label=6)
     args = [sys.executable, "-m", "toonvision.cli", "compare", "--root", str(ws.root), "--epochs", "2", "--name", "exp"]

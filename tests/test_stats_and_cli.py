@@ -88,6 +88,8 @@ VERBS = [
     "explain",
     "predict",
     "export",
+    "watch",
+    "annotate",
     "report",
     "demo",
 ]

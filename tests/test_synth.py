@@ -20,6 +20,9 @@ from toonvision.data.workspace import Workspace
 from toonvision.synth import PRESETS, SynthConfig, apply_weights, generate, masks_dir, parse_size
 from toonvision.synth.dataset import render_files, targets, write_files
 
+# make test runs the suite on two xdist workers: this module's tests share a module fixture, so they run on one.
+pytestmark = pytest.mark.xdist_group("synth")
+
 SMALL = {"width": 320, "height": 180}
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,7 +34,7 @@ def renderer():
     return get_renderer(SMALL["width"], SMALL["height"])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: under xdist, other modules' tests may run between this module's
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, SynthConfig]:
     ws = Workspace(tmp_path_factory.mktemp("synth"))
     cfg = SynthConfig.from_preset("seed", screenshots=10, seed=7, masks=True, yolo=True, **SMALL)

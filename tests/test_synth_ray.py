@@ -17,6 +17,9 @@ from conftest import run_cli
 from toonvision.data.workspace import Workspace
 from toonvision.synth import SynthConfig, generate
 
+# make test runs the suite on two xdist workers: everything that starts a Ray runs on one, one at a time.
+pytestmark = pytest.mark.xdist_group("ray")
+
 ray = pytest.importorskip("ray")
 
 SMALL = {"width": 320, "height": 180}

@@ -47,6 +47,13 @@ def extract(
         bool, typer.Option("--move", help="Move each extracted screenshot and its annotation to raw/processed.")
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be extracted; write nothing.")] = False,
+    include_unreviewed: Annotated[
+        bool,
+        typer.Option(
+            "--include-unreviewed",
+            help="Also extract pre-annotations ('toonvision annotate') that nobody has reviewed in labelImg yet.",
+        ),
+    ] = False,
 ) -> None:
     """Crop every labelled box of every screenshot in raw/screenshots into unsorted/<cog|toon>/.
 
@@ -54,16 +61,20 @@ def extract(
     YOLO .txt + classes.txt, or CreateML .json) matched by file name. Crops are named
     cog_<suit>_<name>_<index>.png / toon_<animal>_<index>.png with indexes that only grow. A screenshot
     with bad input is skipped and left in place; the exit code is 1 when anything was skipped. Running
-    again is always safe: boxes already extracted are not extracted twice.
+    again is always safe: boxes already extracted are not extracted twice. Pre-annotations written by
+    'toonvision annotate' are not ground truth until a person has reviewed them (saved or verified them in
+    labelImg): they are left out and counted, unless --include-unreviewed.
     """
     ws = workspace(root)
-    header("extract", root=root, filter=repr(filter), move=move, dry_run=dry_run)
-    summary = run_extract(ws, name_filter=filter, move=move, dry_run=dry_run)
+    header("extract", root=root, filter=repr(filter), move=move, dry_run=dry_run, include_unreviewed=include_unreviewed)
+    summary = run_extract(ws, name_filter=filter, move=move, dry_run=dry_run, include_unreviewed=include_unreviewed)
     if summary.skipped:
         raise typer.Exit(1)
 
 
-def run_extract(ws: Workspace, *, name_filter: str = "", move: bool = False, dry_run: bool = False) -> ExtractSummary:
+def run_extract(
+    ws: Workspace, *, name_filter: str = "", move: bool = False, dry_run: bool = False, include_unreviewed: bool = False
+) -> ExtractSummary:
     """Extraction with a progress bar and its tables (what ``extract`` and the demo show)."""
     from toonvision.data.extraction import extract as extract_screenshots
 
@@ -77,6 +88,7 @@ def run_extract(ws: Workspace, *, name_filter: str = "", move: bool = False, dry
             dry_run=dry_run,
             on_start=lambda n: bar.update(task, total=n),
             on_screenshot=lambda p: bar.advance(task),
+            include_unreviewed=include_unreviewed,
         )
     if dry_run and summary.planned:
         table = Table("screenshot", "would write", title="Dry run")
@@ -98,6 +110,11 @@ def run_extract(ws: Workspace, *, name_filter: str = "", move: bool = False, dry
         f"{summary.moved} moved to raw/processed; {verb} {n_crops} crops, "
         f"{summary.already_extracted} boxes already extracted ({time.perf_counter() - start:.1f}s)"
     )
+    if summary.unreviewed:
+        console.print(
+            f"{len(summary.unreviewed)} unreviewed pre-annotations left out (review them in labelImg, or "
+            "--include-unreviewed); 'toonvision annotate --rank uncertain' lists them, least sure first"
+        )
     return summary
 
 
@@ -203,8 +220,9 @@ def stats(
     desired_binary: Annotated[int, typer.Option(help="Desired crops per binary class (cog, toon).")] = 640,
     plots: Annotated[bool, typer.Option(help="Write the balance, split and crop-size plots.")] = True,
 ) -> None:
-    """Count crops per label, class, suit, animal, street and split; plot them into a new folder
-    <root>/runs/stats/dataset[-N]/.
+    """Count screenshots by who labelled them (reviewed by a person, pre-annotated by 'toonvision annotate' and
+    not reviewed yet, unlabelled), and crops per label, class, suit, animal, street and split; plot the crops
+    into a new folder <root>/runs/stats/dataset[-N]/.
 
     Plots: dataset_balance.png (the spec's balance charts, desired line green, average red),
     split_balance.png (train/validate/test per class) and crop_sizes.png (width x height per class).
@@ -219,8 +237,13 @@ def stats(
 def run_stats(ws: Workspace, desired: Desired, *, plots: bool = True) -> Path | None:
     """Tables of the dataset and, with ``plots``, its figures in a new folder; returns that folder."""
     from toonvision.data.files import new_run_dir
-    from toonvision.data.stats import collect
+    from toonvision.data.review import STATUSES
+    from toonvision.data.stats import collect, screenshot_review
 
+    shots = Table("", *STATUSES, title="Screenshots: who labelled them")
+    for folder, counts in screenshot_review(ws).items():
+        shots.add_row(folder, *(str(counts[s]) for s in STATUSES))
+    console.print(shots)
     st = collect(ws)
     if not st.total:
         raise fail(f"no crops in {ws.root}: run 'toonvision extract' first")

@@ -148,6 +148,13 @@ def train(
         bool,
         typer.Option(help="detect: continue the newest detector run that was stopped before it finished."),
     ] = False,
+    include_unreviewed: Annotated[
+        bool,
+        typer.Option(
+            "--include-unreviewed",
+            help="detect: also learn from pre-annotations ('toonvision annotate') nobody has reviewed yet.",
+        ),
+    ] = False,
 ) -> None:
     """Train one model and write its run folder under <root>/runs/train/.
 
@@ -158,6 +165,7 @@ def train(
     With --task detect, a detector learns from the labelled screenshots in raw/screenshots and raw/processed
     (any labelImg format), split 60/20/20 by screenshot from --split-seed (default --seed); its run folder is
     runs/train/detect-<classes>[-N]. A stopped run continues from its last finished epoch with --resume.
+    Pre-annotations nobody has reviewed are left out (and counted) unless --include-unreviewed.
     """
     if task == "detect":
         run_detector_training(
@@ -174,6 +182,7 @@ def train(
             split_seed=split_seed,
             resume=resume,
             name="detect" if name == "model" else name,
+            include_unreviewed=include_unreviewed,
         )
         return
     model, lr, batch_size = model or "small_convnet", lr or 1e-3, batch_size or 32
@@ -222,6 +231,7 @@ def run_detector_training(
     split_seed: int | None,
     resume: bool = False,
     name: str = "detect",
+    include_unreviewed: bool = False,
 ) -> Path:
     """Train a detector with a progress bar per epoch; returns the run folder (runs/train/detect-<classes>, or
     detect-<name> for another name)."""
@@ -242,6 +252,7 @@ def run_detector_training(
             augment=augment,
             precision=precision,
             seed=seed,
+            include_unreviewed=include_unreviewed,
         ).validate()
     except ValueError as exc:
         raise fail(str(exc)) from None
@@ -274,6 +285,11 @@ def run_detector_training(
                 warn(f"{image}: {what}")
             if len(data.warnings) > 20:
                 warn(f"... and {len(data.warnings) - 20} more notes on boxes left out")
+            if data.unreviewed:
+                console.print(
+                    f"{len(data.unreviewed)} unreviewed pre-annotations left out (review them in labelImg, or "
+                    "--include-unreviewed)"
+                )
             boxes = ", ".join(f"{k} {v}" for k, v in data.box_counts().items())
             console.print(
                 f"screenshots: train {counts['train']}, validate {counts['validate']}, test {counts['test']}; "
@@ -615,6 +631,8 @@ def run_detector_evaluation(
     )
     for image, reason in data.skipped:
         warn(f"skipped {image}: {reason}")
+    if data.unreviewed:
+        warn(f"{len(data.unreviewed)} unreviewed pre-annotations left out: they are no truth to measure against")
     with progress() as bar:
         task_id = bar.add_task("detecting", total=len(data.truths))
         detections = detect_all(detector, data.truths, on_batch=lambda n: bar.advance(task_id, n))

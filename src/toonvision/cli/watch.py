@@ -12,7 +12,7 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from toonvision.cli.common import Root, err, fail, tensorflow, warn, workspace
+from toonvision.cli.common import Root, err, fail, load_models, warn, workspace
 
 SOURCES = "screen, synth, a folder of screenshots or a video file"
 
@@ -23,9 +23,8 @@ def watch(
         typer.Option(
             "--source",
             "-s",
-            help="Where frames come from: [bold]screen[/] (every monitor, or --region; capturing one window by "
-            "title is not supported, on Linux or elsewhere: give its --region), [bold]synth[/] (the renderer's "
-            "streets, a demo with no game), a folder of screenshots, or a video file.",
+            help="Where frames come from: [bold]screen[/] (every monitor, --region, or --window), [bold]synth[/] "
+            "(the renderer's streets, a demo with no game), a folder of screenshots, or a video file.",
         ),
     ] = "screen",
     root: Root = Path("img"),
@@ -43,6 +42,14 @@ def watch(
     conf: Annotated[float, typer.Option(min=0.0, max=1.0, help="Detector score a box needs to be kept.")] = 0.3,
     region: Annotated[
         str | None, typer.Option(help="The part of the screen to watch: x,y,width,height in pixels.")
+    ] = None,
+    window_title: Annotated[
+        str | None,
+        typer.Option(
+            "--window",
+            help="Watch the window whose title holds this text (e.g. 'Toontown'), followed as it moves; the "
+            "source ends when it closes.",
+        ),
     ] = None,
     fps: Annotated[
         float, typer.Option(min=0.0, help="At most this many frames a second (0: as fast as it goes).")
@@ -81,7 +88,7 @@ def watch(
 
     previous = signal.signal(signal.SIGINT, interrupted)
     try:
-        frames = open_source(source, region, loop, size, seed)
+        frames = open_source(source, region, loop, size, seed, window_title)
         window = open_window() if show else None
         threads = threads or leave_a_core()
         found, classifiers, used = load_models(workspace(root), model, detector, conf, threads)
@@ -128,15 +135,27 @@ def watch(
     print_summary(stats, stopped=stop.is_set())
 
 
-def open_source(source: str, region: str | None, loop: bool, size: str, seed: int) -> Iterator[Any]:
+def open_source(
+    source: str, region: str | None, loop: bool, size: str, seed: int, window_title: str | None = None
+) -> Iterator[Any]:
     """The frames of ``--source``; SourceError (or ValueError) says why there are none."""
-    from toonvision.serving.watch import SourceError, folder_frames, parse_region, screen_frames, video_frames
+    from toonvision.serving.watch import (
+        SourceError,
+        find_window,
+        folder_frames,
+        parse_region,
+        screen_frames,
+        video_frames,
+    )
 
-    if region is not None and source != "screen":
-        raise ValueError("--region goes with --source screen")
+    if (region is not None or window_title is not None) and source != "screen":
+        raise ValueError(f"--{'region' if region is not None else 'window'} goes with --source screen")
+    if region is not None and window_title is not None:
+        raise ValueError("give --region or --window, not both")
     if source == "screen":
         try:
-            return screen_frames(parse_region(region) if region else None)
+            window = find_window(window_title) if window_title is not None else None
+            return screen_frames(parse_region(region) if region else None, window)
         except SourceError as exc:
             raise SourceError(f"{exc}; without a screen, watch {SOURCES.replace('screen, ', '')}") from None
     if source == "synth":
@@ -204,48 +223,6 @@ def open_window():
         return cv2.waitKey(1) & 0xFF not in (ord("q"), 27)
 
     return draw
-
-
-def load_models(ws, model: list[Path] | None, detector: Path | None, conf: float, threads: int):
-    """The Detector, the classifiers by task and the path of each, picked as ``predict`` picks them; the .onnx
-    export beside a model is preferred (ONNX Runtime takes a thread count and needs no TensorFlow)."""
-    from toonvision.learning.backend import configure_threads
-    from toonvision.learning.model_files import ModelError, find_best_models, locate_model, newest_detector
-    from toonvision.serving.detector import Detector
-    from toonvision.serving.inference import Classifier
-
-    try:
-        sources = [locate_model(p, ws.root) for p in model] if model else list(find_best_models(ws.runs).values())
-        detectors = [s for s in sources if s.task == "detect"]
-        sources = [s for s in sources if s.task != "detect"]
-        if detector is not None:
-            detectors = [locate_model(detector, ws.root)]
-        if not detectors:
-            newest = newest_detector(ws.runs)
-            if newest is None:
-                raise ModelError(f"no trained detector in {ws.runs}: train one with 'toonvision train --task detect'")
-            detectors = [newest]
-        # A .keras file named on the command line is what the user wants timed or checked: kept as given.
-        asked = {Path(p).resolve() for p in [*(model or []), *([detector] if detector else [])] if p.suffix == ".keras"}
-        paths = [s.path if s.path.resolve() in asked else _prefer_onnx(s) for s in [detectors[0], *sources]]
-        if not all(p.suffix.lower() == ".onnx" for p in paths):
-            tensorflow()
-            configure_threads(threads)
-        found = Detector.load(paths[0], threshold=conf, threads=threads)
-        classifiers, used = {}, {"detect": str(paths[0])}
-        for path in paths[1:]:
-            clf = Classifier.load(path, threads=threads)
-            classifiers[clf.task], used[clf.task] = clf, str(path)
-    except ModelError as exc:
-        raise ValueError(str(exc)) from None
-    if "binary" not in classifiers:
-        raise ValueError(f"no trained binary model in {ws.runs}: run 'toonvision train' or give --model")
-    return found, classifiers, used
-
-
-def _prefer_onnx(source) -> Path:
-    onnx = source.sibling(".onnx")
-    return onnx if not source.is_onnx and onnx.is_file() else source.path
 
 
 def _status():

@@ -25,6 +25,7 @@ import numpy as np
 from toonvision.data.annotations import AnnotationError, read_annotation
 from toonvision.data.extraction import find_screenshots
 from toonvision.data.images import ImageError, image_size, open_image
+from toonvision.data.review import PRE_ANNOTATED, review_state
 from toonvision.data.splitting import DEFAULT_RATIOS, check_ratios
 from toonvision.data.taxonomy import KINDS, SUITS, LabelError, parse_label, read_label_list
 
@@ -118,6 +119,7 @@ class DetectionSet:
     truths: list[Truth] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason): the screenshot is not used
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (file, what): used, with this left out
+    unreviewed: list[str] = field(default_factory=list)  # pre-annotations nobody has reviewed: not used
 
     def box_counts(self) -> dict[str, int]:
         counts = dict.fromkeys(self.classes, 0)
@@ -286,9 +288,12 @@ def load_detection_set(
     scheme: str = "suit",
     classes_file: Path | None = None,
     classes: Sequence[str] | None = None,
+    include_unreviewed: bool = False,
 ) -> DetectionSet:
     """Every annotated screenshot under ``folders`` (recursively) with its boxes under ``scheme``; ``classes``
-    (a trained detector's) fixes the class names and their order instead of the scheme's own."""
+    (a trained detector's) fixes the class names and their order instead of the scheme's own. Pre-annotations
+    nobody has reviewed are no truth to learn from or measure against: listed in ``unreviewed``, not used,
+    unless ``include_unreviewed``."""
     labels = None
     if scheme == "label" and classes is None and classes_file is not None and classes_file.is_file():
         labels = [str(label) for label in read_label_list(classes_file)]
@@ -300,6 +305,9 @@ def load_detection_set(
         for image, annotation in pairs:
             if annotation is None:
                 continue  # not labelled: nothing to learn from or to measure against
+            if not include_unreviewed and review_state(image, annotation).status == PRE_ANNOTATED:
+                out.unreviewed.append(str(image))
+                continue
             truth = read_truth(image, annotation, scheme, out.classes, out)
             if truth is not None:
                 out.truths.append(truth)

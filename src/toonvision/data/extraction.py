@@ -32,6 +32,7 @@ from toonvision.data.annotations import (
 from toonvision.data.files import create_exclusive, file_lock, move_no_clobber, remove_stale_tmp
 from toonvision.data.images import ImageError, decode_image, is_image
 from toonvision.data.journal import Journal
+from toonvision.data.review import PRE_ANNOTATED, SIDECAR_SUFFIX, is_sidecar, review_state, sidecar_path
 from toonvision.data.samples import find_samples, max_indexes
 from toonvision.data.taxonomy import Label, LabelError, parse_label, street_of
 from toonvision.data.workspace import Workspace
@@ -77,6 +78,7 @@ class ExtractSummary:
     problems: list[Problem] = field(default_factory=list)
     per_label: Counter = field(default_factory=Counter)
     planned: list[tuple[Path, str]] = field(default_factory=list)  # dry run: (screenshot, crop name)
+    unreviewed: list[Path] = field(default_factory=list)  # pre-annotations nobody has reviewed: not extracted
 
     @property
     def skipped(self) -> list[Problem]:
@@ -250,6 +252,8 @@ def _recover(ws: Workspace, journal: Journal, record: ExtractionRecord, paths: d
 def _annotation_files(folder: Path) -> list[Path]:
     out = []
     for p in sorted(folder.rglob("*")):
+        if is_sidecar(p):
+            continue  # annotate's record of a pre-annotation, not an annotation
         if (p.is_file() and p.suffix.lower() in (".xml", ".json") and not p.name.startswith(".")) or (
             p.is_file()
             and p.suffix.lower() == ".txt"
@@ -301,12 +305,15 @@ def _move_screenshot(ws: Workspace, journal: Journal, plan: ScreenshotPlan) -> N
     """Move a screenshot and its annotation to ``raw/processed`` under one stem that is free for both."""
     rel_dir = plan.image.parent.relative_to(ws.screenshots)
     dst_dir = ws.processed / rel_dir
-    files = [plan.image, plan.annotation.path]
+    # A reviewed pre-annotation's sidecar (the models' confidences) goes along with it.
+    suffixes = {plan.image: plan.image.suffix, plan.annotation.path: plan.annotation.path.suffix}
+    if sidecar_path(plan.image).is_file():
+        suffixes[sidecar_path(plan.image)] = SIDECAR_SUFFIX
     stem, n = plan.image.stem, 1
-    while any((dst_dir / (stem + f.suffix)).exists() for f in files):
+    while any((dst_dir / (stem + suffix)).exists() for suffix in suffixes.values()):
         n += 1
         stem = f"{plan.image.stem}__{n}"
-    pairs = [(ws.relative(f), ws.relative(dst_dir / (stem + f.suffix))) for f in files]
+    pairs = [(ws.relative(f), ws.relative(dst_dir / (stem + suffix))) for f, suffix in suffixes.items()]
     move_id = f"{plan.sha256}:{pairs[0][0]}"
     journal.append({"op": "move", "id": move_id, "files": pairs})
     for src, dst in pairs:
@@ -417,8 +424,12 @@ def extract(
     dry_run: bool = False,
     on_start: Callable[[int], None] | None = None,
     on_screenshot: Callable[[Path], None] | None = None,
+    include_unreviewed: bool = False,
 ) -> ExtractSummary:
     """Extract every annotated screenshot under ``ws.screenshots`` into ``unsorted/<kind>/``.
+
+    Pre-annotations that nobody has reviewed (see :mod:`toonvision.data.review`) are left out and listed in
+    ``summary.unreviewed``, unless ``include_unreviewed``.
 
     ``on_start(total)`` and ``on_screenshot(path)`` drive a progress display.
     """
@@ -447,6 +458,9 @@ def extract(
             on_start(len(pairs))
         for image, ann_file in pairs:
             try:
+                if not include_unreviewed and review_state(image, ann_file).status == PRE_ANNOTATED:
+                    summary.unreviewed.append(image)
+                    continue
                 run.screenshot(image, ann_file, allowed)
             finally:
                 if on_screenshot:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from toonvision.data.extraction import crop_records
+from toonvision.data.extraction import crop_records, find_screenshots
 from toonvision.data.images import image_size
+from toonvision.data.review import review_state
 from toonvision.data.samples import Sample, find_samples
 from toonvision.data.taxonomy import ANIMALS, KINDS, SUITS, Label
 from toonvision.data.workspace import SPLITS, Workspace
@@ -88,3 +89,13 @@ def tally(crops: list[CropInfo]) -> DatasetStats:
     for kind in KINDS:
         stats.per_kind.setdefault(kind, 0)
     return stats
+
+
+def screenshot_review(ws: Workspace) -> dict[str, Counter]:
+    """Screenshots of raw/screenshots and raw/processed by who labelled them: reviewed (a person), pre-annotated
+    ('toonvision annotate', nobody has looked yet) or unlabelled; see :mod:`toonvision.data.review`."""
+    out = {}
+    for name, folder in (("raw/screenshots", ws.screenshots), ("raw/processed", ws.processed)):
+        pairs = find_screenshots(folder)[0] if folder.is_dir() else []
+        out[name] = Counter(review_state(image, annotation).status for image, annotation in pairs)
+    return out

@@ -66,6 +66,7 @@ class DetectConfig:
     augment: bool = True
     precision: str = "auto"
     seed: int = 0
+    include_unreviewed: bool = False  # learn from pre-annotations nobody has reviewed too
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -273,7 +274,9 @@ def train_detector(
         fields = {k: v for k, v in recorded.items() if k in DetectConfig.__dataclass_fields__}
         cfg = replace(DetectConfig(), **fields)
     cfg = cfg.validate()
-    data = load_detection_set([ws.screenshots, ws.processed], cfg.classes, ws.classes_file)
+    data = load_detection_set(
+        [ws.screenshots, ws.processed], cfg.classes, ws.classes_file, include_unreviewed=cfg.include_unreviewed
+    )
     if not data.truths:
         raise DetectionDataError(
             f"no labelled screenshots under {ws.screenshots} or {ws.processed} (render some with 'toonvision synth')"

@@ -216,6 +216,7 @@ class DetectionRun:
     pr_curves: Figure | None
     worst: Figure | None
     detected: list[tuple[str, Figure]]  # held-out screenshots with the detected boxes and their classifications
+    detected_threshold: Any  # the score a box needed to be drawn there (predictions.json beside them)
 
 
 @dataclass(frozen=True)
@@ -472,6 +473,7 @@ def detection_run(folder: Path, detected: Sequence[Path] = ()) -> DetectionRun:
         Figure.at(where / "pr_curves.png") if where else None,
         Figure.at(where / "worst_screenshots.png") if where else None,
         [(p.name.removesuffix(".detected.png"), Figure.at(p)) for p in detected],
+        (read_json(detected[0].parent / "predictions.json") or {}).get("detect_threshold") if detected else None,
     )
 
 

@@ -141,30 +141,136 @@ def parse_region(text: str) -> tuple[int, int, int, int]:
     return x, y, w, h
 
 
-def screen_frames(region: tuple[int, int, int, int] | None = None) -> Iterator[Frame]:
-    """The screen (every monitor, or ``region`` x, y, width, height) over and over, through mss; SourceError
-    when there is no display to capture."""
+Box = tuple[int, int, int, int]  # x, y, width, height in pixels of the whole desktop
+
+
+def _check_display() -> None:
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         # mss would fail later and less plainly; Wayland without XWayland is not capturable by mss either.
         raise SourceError("no display to capture ($DISPLAY is not set)")
+
+
+def find_window(title: str) -> Callable[[], Box | None]:
+    """The window whose title holds ``title`` (any case): a function giving its place on the desktop now, or
+    None once it is closed, so that capture follows a window being moved. On Linux through X11 (python-xlib:
+    every window of the display, also without a window manager), elsewhere through PyWinCtl. SourceError when
+    no window matches, naming some that exist."""
+    _check_display()
+    if sys.platform.startswith("linux"):
+        return _x11_window(title)
+    try:
+        import pywinctl
+    except ImportError:
+        raise SourceError("capturing a window by title needs PyWinCtl here (pip install pywinctl)") from None
+    found = [w for w in pywinctl.getAllWindows() if title.lower() in (w.title or "").lower() and w.isVisible]
+    if not found:
+        titles = [w.title for w in pywinctl.getAllWindows() if w.title][:5]
+        raise SourceError(f"no window titled like {title!r} (open: {', '.join(map(repr, titles)) or 'none'})")
+    window = found[0]
+
+    def place() -> Box | None:
+        if not window.isAlive:
+            return None
+        return window.left, window.top, window.width, window.height
+
+    return place
+
+
+def _x11_window(title: str) -> Callable[[], Box | None]:
+    from Xlib import X, display, error
+
+    try:
+        screen = display.Display()
+    except Exception as exc:  # Xlib's own DisplayError and connection errors
+        raise SourceError(f"the display cannot be opened: {exc}") from None
+    root = screen.screen().root
+    seen: list[str] = []
+    match = None
+    stack = [root]
+    while stack and match is None:  # depth first: top-level windows before their children
+        window = stack.pop()
+        try:
+            name = window.get_wm_name()
+            viewable = window.get_attributes().map_state == X.IsViewable
+            children = window.query_tree().children
+        except error.XError:
+            continue  # closed while we looked
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "replace")
+        if name and viewable:
+            seen.append(name)
+            if title.lower() in name.lower():
+                match = window
+        stack.extend(reversed(children))
+    if match is None:
+        shown = ", ".join(map(repr, seen[:5])) or "none with a title"
+        raise SourceError(f"no window titled like {title!r} (open: {shown})")
+
+    def place() -> Box | None:
+        try:
+            geometry = match.get_geometry()
+            origin = root.translate_coords(match, 0, 0)
+        except error.XError:
+            return None
+        return origin.x, origin.y, geometry.width, geometry.height
+
+    return place
+
+
+def screen_frames(region: Box | None = None, window: Callable[[], Box | None] | None = None) -> Iterator[Frame]:
+    """The screen (every monitor, ``region`` x, y, width, height, or the place of a :func:`find_window`
+    window, followed as it moves) over and over, through mss; SourceError when there is no display to capture.
+    A window's frames end when it is closed."""
+    _check_display()
     import mss
 
     try:
         grabber = (getattr(mss, "MSS", None) or mss.mss)()  # mss 10.2 renamed the class, deprecating mss.mss
         monitor = grabber.monitors[0]
         if region is not None:
-            monitor = {"left": region[0], "top": region[1], "width": region[2], "height": region[3]}
+            monitor = _monitor(region)
+        if window is not None:
+            place = window()
+            if place is None:
+                raise SourceError("the window was closed")
+            monitor = _monitor(_on_desktop(place, grabber.monitors[0]))
         shot = grabber.grab(monitor)  # once now, so that a display that refuses is said before the loop
+    except SourceError:
+        raise
     except Exception as exc:  # mss raises its own ScreenShotError, and XErrors through it
         raise SourceError(f"the screen cannot be captured: {exc}") from None
-    return _screen_frames(grabber, monitor, shot)
+    return _screen_frames(grabber, monitor, shot, window)
 
 
-def _screen_frames(grabber: Any, monitor: dict[str, int], shot: Any) -> Iterator[Frame]:
+def _monitor(box: Box) -> dict[str, int]:
+    return {"left": box[0], "top": box[1], "width": box[2], "height": box[3]}
+
+
+def _on_desktop(box: Box, desktop: dict[str, int]) -> Box:
+    """``box`` clipped to the desktop: a window partly off screen is captured where it can be seen."""
+    left, top = max(box[0], desktop["left"]), max(box[1], desktop["top"])
+    right = min(box[0] + box[2], desktop["left"] + desktop["width"])
+    bottom = min(box[1] + box[3], desktop["top"] + desktop["height"])
+    if right - left < 1 or bottom - top < 1:
+        raise SourceError(f"the window at {box} is off the screen")
+    return left, top, right - left, bottom - top
+
+
+def _screen_frames(
+    grabber: Any, monitor: dict[str, int], shot: Any, window: Callable[[], Box | None] | None
+) -> Iterator[Frame]:
     try:
         while True:
             # mss gives BGRA rows; its .rgb is a packed copy, which is what the detector wants.
             yield "screen", np.frombuffer(shot.rgb, np.uint8).reshape(shot.height, shot.width, 3)
+            if window is not None:
+                place = window()
+                if place is None:
+                    return  # the window was closed: the source has ended
+                try:
+                    monitor = _monitor(_on_desktop(place, grabber.monitors[0]))
+                except SourceError:
+                    continue  # moved off screen for now: show the last frame again
             shot = grabber.grab(monitor)
     finally:
         grabber.close()

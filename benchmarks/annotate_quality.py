@@ -1,0 +1,175 @@
+"""Pre-annotation quality and speed: ``toonvision annotate`` on rendered screenshots no model trained on.
+
+Renders ``--screenshots`` held-out 1280x720 screenshots (a seed far from the demo's), takes their annotations
+away, pre-annotates them with a workspace's models (the ones ``toonvision annotate`` would pick: the newest
+detector and the best binary, suit, name and animal models, exported to ONNX here), and
+compares with the renderer's true boxes. A true box is one a person would not need to touch when a proposed box
+overlaps it with IoU >= ``--iou`` (0.7) and carries its exact label (one proposal per true box, matched by the
+Hungarian method on IoU). Prints that fraction, what the person would still do (fix a label, fix a box, draw a
+missed one, delete a false one), and boxes per second, against the same models through Keras in the same run.
+
+    python benchmarks/annotate_quality.py [--root demo] [--screenshots 30] [--seed 40000] [--conf 0.3]
+
+Needs a workspace with all five models: ``make demo`` makes one in demo/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+import _common  # noqa: F401 - quiets TensorFlow before anything imports it
+
+
+def render(folder: Path, n: int, seed: int, size: tuple[int, int]):
+    from toonvision.data.workspace import Workspace
+    from toonvision.synth import SynthConfig, generate
+
+    ws = Workspace(folder).init()
+    cfg = SynthConfig.from_preset("seed", screenshots=n, seed=seed, width=size[0], height=size[1])
+    generate(ws, cfg, workers=1)
+    return ws
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if not len(a) or not len(b):
+        return np.zeros((len(a), len(b)))
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / (area_a[:, None] + area_b[None, :] - inter)
+
+
+def person_edits(truth, proposed, iou: float) -> Counter:
+    """What a person does to turn ``proposed`` boxes into ``truth`` (lists of annotation Boxes)."""
+    from scipy.optimize import linear_sum_assignment
+
+    out = Counter(truths=len(truth), proposed=len(proposed))
+    t = np.array([[b.xmin, b.ymin, b.xmax, b.ymax] for b in truth], float).reshape(-1, 4)
+    p = np.array([[b.xmin, b.ymin, b.xmax, b.ymax] for b in proposed], float).reshape(-1, 4)
+    overlap = iou_matrix(t, p)
+    rows, cols = linear_sum_assignment(-overlap) if overlap.size else ([], [])
+    matched_t, matched_p = set(), set()
+    for r, c in zip(rows, cols, strict=True):
+        if overlap[r, c] < 0.3:  # too far off to count as the same Toon or Cog: drawn anew
+            continue
+        matched_t.add(r)
+        matched_p.add(c)
+        right_label = truth[r].name == proposed[c].name
+        tight = overlap[r, c] >= iou
+        if right_label and tight:
+            out["untouched"] += 1
+        if not right_label:
+            out["fix label"] += 1
+        if not tight:
+            out["fix box"] += 1
+        if truth[r].name.split("_")[0] == proposed[c].name.split("_")[0]:
+            out["kind right"] += 1
+    out["draw missed"] = len(truth) - len(matched_t)
+    out["delete false"] = len(proposed) - len(matched_p)
+    return out
+
+
+def pre_annotate(shots: list[Path], ws, model_paths: list[Path], detector: Path, conf: float):
+    from toonvision.cli.common import load_models
+    from toonvision.data.review import review_states
+    from toonvision.data.taxonomy import all_labels
+    from toonvision.serving.annotate import annotate_screenshots, plan
+
+    found, classifiers, used = load_models(ws, model_paths, detector, conf, threads=None)
+    steps = plan(review_states(shots), "voc")
+    labels = [str(label) for label in all_labels()]
+    annotate_screenshots(steps[:2], found, classifiers, used, labels, dry_run=True)  # warm-up
+    summary = annotate_screenshots(steps, found, classifiers, used, labels, dry_run=True)
+    return summary, used
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=Path("demo"), help="workspace with the five models")
+    parser.add_argument("--screenshots", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=40_000, help="render seed, far from any training seed")
+    parser.add_argument("--size", default="1280x720")
+    parser.add_argument("--conf", type=float, default=0.3, help="detector score a box needs (annotate's --conf)")
+    parser.add_argument("--iou", type=float, default=0.7)
+    args = parser.parse_args()
+
+    from toonvision.data.annotations import find_annotation, read_annotation
+    from toonvision.data.workspace import Workspace
+    from toonvision.learning.model_files import find_best_models, newest_detector
+
+    ws = Workspace(args.root)
+    best = find_best_models(ws.runs)
+    detector = newest_detector(ws.runs)
+    missing = [t for t in ("binary", "suit", "name", "animal") if t not in best] + ([] if detector else ["detect"])
+    if missing:
+        raise SystemExit(f"{args.root} has no {', '.join(missing)} model: run 'make demo' (or train them) first")
+    size = tuple(int(v) for v in args.size.lower().split("x"))
+    with tempfile.TemporaryDirectory() as tmp:
+        held = render(Path(tmp) / "held", args.screenshots, args.seed, size)
+        bare = Path(tmp) / "bare"
+        bare.mkdir()
+        truths = {}
+        for image in sorted(held.screenshots.glob("*.png")):
+            truths[image.name] = read_annotation(find_annotation(image), image.name, size).boxes
+            shutil.copy(image, bare / image.name)
+        shots = sorted(bare.glob("*.png"))
+        from toonvision.serving.export import export
+
+        best = {task: source for task, source in best.items() if task != "detect"}
+        keras_paths = [s.path for s in best.values()]
+        # Exported here as 'toonvision export' would (each checked against its Keras model before it is written).
+        onnx_paths = [export(s.path, Path(tmp) / "models" / f"{task}.onnx").path for task, s in best.items()]
+        detector_onnx = export(detector.path, Path(tmp) / "models" / "detect.onnx").path
+        start = time.perf_counter()
+        fast, used = pre_annotate(shots, ws, onnx_paths, detector_onnx, args.conf)
+        fast_wall = time.perf_counter() - start
+        slow, _ = pre_annotate(shots, ws, keras_paths, detector.path, args.conf)
+
+    total = Counter()
+    for _, proposal in fast.written:
+        total += person_edits(truths[proposal.image.name], proposal.boxes, args.iou)
+    same = sum(
+        [b.name for b in a.boxes] == [b.name for b in k.boxes]
+        for (_, a), (_, k) in zip(fast.written, slow.written, strict=True)
+    )
+    n = total["truths"]
+    print(f"annotate on {len(shots)} held-out {args.size} screenshots (seed {args.seed}), --conf {args.conf}")
+    for task, path in used.items():
+        print(f"  {task:7s} {path}")
+    print(f"true boxes {n}, proposed {total['proposed']}")
+    print(
+        f"untouched (IoU >= {args.iou} and the exact label): {total['untouched']} = "
+        f"{total['untouched'] / max(n, 1):.3f} of the true boxes; "
+        f"{total['untouched'] / max(n + total['delete false'], 1):.3f} of all boxes a person sees or draws"
+    )
+    print(f"kind right where a box was found: {total['kind right']}")
+    print(
+        "a person still: "
+        + ", ".join(f"{key} {total[key]}" for key in ("fix label", "fix box", "draw missed", "delete false"))
+    )
+    onnx_rate = fast.boxes / fast.seconds
+    keras_rate = slow.boxes / slow.seconds
+    print(
+        f"speed, ONNX Runtime (what annotate picks): {len(shots) / fast.seconds:.1f} screenshots/s, "
+        f"{onnx_rate:.1f} boxes/s ({fast_wall:.1f} s with loading)"
+    )
+    print(
+        f"speed, the same models through Keras: {len(shots) / slow.seconds:.1f} screenshots/s, "
+        f"{keras_rate:.1f} boxes/s; ONNX {onnx_rate / keras_rate:.2f}x "
+        f"(same labels on {same} of {len(shots)} screenshots)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""The annotate verb: model-assisted labelling for labelImg."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from toonvision.cli.common import Root, console, fail, header, load_models, progress, warn, workspace
+
+TRAIN_HOW = {
+    "detect": "toonvision train --task detect",
+    "binary": "toonvision train",
+    "suit": "toonvision train --task suit",
+    "name": "toonvision train --task name",
+    "animal": "toonvision train --task animal",
+}
+
+
+def annotate(
+    folder: Annotated[
+        Path | None,
+        typer.Argument(help="Folder of screenshots (searched recursively); default: <root>/raw/screenshots."),
+    ] = None,
+    root: Root = Path("img"),
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="File to write for labelImg: voc (.xml), yolo (.txt) or createml.")
+    ] = "voc",
+    model: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Classifiers (binary, suit, name, animal) to use: run folders, .keras or .onnx (repeatable); "
+            "default: the workspace's best per task, their .onnx export when there is one."
+        ),
+    ] = None,
+    detector: Annotated[
+        Path | None, typer.Option(help="The detector (a detect run folder, .keras or .onnx); default: the newest.")
+    ] = None,
+    conf: Annotated[float, typer.Option(min=0.0, max=1.0, help="Detector score a box needs to be proposed.")] = 0.3,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be written; write nothing.")] = False,
+    refresh: Annotated[
+        bool,
+        typer.Option(
+            help="Rewrite earlier pre-annotations nobody has reviewed yet (e.g. after training better models)."
+        ),
+    ] = False,
+    rank: Annotated[
+        str | None,
+        typer.Option(
+            help="'uncertain': list the pre-annotations nobody has reviewed, least sure first, instead of annotating."
+        ),
+    ] = None,
+    review: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --rank: a new folder of links to the ranked screenshots and their annotations, numbered, "
+            "to open in labelImg (saves go through the links into the originals)."
+        ),
+    ] = None,
+    top: Annotated[int, typer.Option(min=1, help="With --rank: how many to list and link.")] = 50,
+) -> None:
+    """Propose boxes and labels for labelImg: a person only corrects them.
+
+    For each screenshot without an annotation, the detector finds every Toon and Cog and the classifiers give
+    each a full label (cog_<suit>_<name> from the suit and name models read together, toon_<animal> from the
+    animal model), written as the file labelImg opens: Pascal VOC beside the image (--format yolo: .txt with
+    classes.txt; createml: .json). The models' confidence per box goes to <stem>.toonvision.json beside it,
+    which labelImg ignores.
+
+    A person's annotation is never changed. A pre-annotation counts as reviewed once a person saves it in
+    labelImg or presses Verify Image; until then extract and 'train --task detect' leave it out (unless
+    --include-unreviewed) and 'toonvision stats' counts it as pre-annotated. --refresh rewrites unreviewed
+    pre-annotations; --rank uncertain lists them least sure first, so a person's hour goes where it helps most.
+    """
+    from toonvision.data.extraction import find_screenshots
+    from toonvision.data.review import review_states
+
+    ws = workspace(root)
+    folder = folder or ws.screenshots
+    if not folder.is_dir():
+        raise fail(f"{folder} is not a folder of screenshots")
+    images = [image for image, _ in find_screenshots(folder)[0]]
+    states = review_states(images)
+    if rank is not None:
+        if rank != "uncertain":
+            raise fail(f"--rank {rank!r}: the one ranking is 'uncertain'")
+        show_ranking(ws, folder, states, review, top)
+        return
+    if review is not None:
+        raise fail("--review goes with --rank uncertain")
+    annotate_folder(ws, folder, states, fmt, model, detector, conf, dry_run, refresh)
+
+
+def annotate_folder(ws, folder, states, fmt, model, detector, conf, dry_run, refresh) -> None:
+    from toonvision.data.taxonomy import all_labels
+    from toonvision.serving.annotate import FORMATS, NEEDED, annotate_screenshots, plan
+
+    if fmt not in FORMATS:
+        raise fail(f"--format {fmt!r}: choose from {', '.join(FORMATS)}")
+    steps = plan(states, fmt, refresh)
+    todo = [s for s in steps if s.action in ("write", "refresh")]
+    try:
+        found, classifiers, used = load_models(ws, model, detector, conf, threads=None)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    missing = [task for task in NEEDED if task not in classifiers and task != "detect"]
+    if missing:
+        how = "; ".join(f"{task}: '{TRAIN_HOW[task]}'" for task in missing)
+        raise fail(
+            f"annotate writes full labels and needs a {', '.join(missing)} model too (none in {ws.runs}): train "
+            f"{'it' if len(missing) == 1 else 'them'} first ({how}) or give --model"
+        )
+    header(
+        "annotate",
+        root=ws.root,
+        folder=folder,
+        format=fmt,
+        conf=conf,
+        dry_run=dry_run,
+        refresh=refresh,
+        screenshots=f"{len(steps)} ({len(todo)} to write)",
+        **{f"model_{task}": path for task, path in used.items()},
+    )
+    labels = [str(label) for label in ws.labels()] or [str(label) for label in all_labels()]
+    with progress() as bar:
+        task_id = bar.add_task("annotating", total=len(todo))
+        summary = annotate_screenshots(
+            todo,
+            found,
+            classifiers,
+            used,
+            labels,
+            dry_run=dry_run,
+            on_screenshot=lambda _: bar.advance(task_id),
+        )
+    left = [(s.state.image, s.action) for s in steps if s.action not in ("write", "refresh")] + summary.left
+    table = Table("screenshot", "annotation", "boxes", "least sure box", title=f"Pre-annotations ({folder})")
+    for path, proposal in summary.written + summary.refreshed:
+        least = min(proposal.details, key=lambda d: d["confidence"], default=None)
+        shown = f"{least['label']} {least['confidence']:.2f}" if least else "nothing found"
+        table.add_row(proposal.image.relative_to(folder).as_posix(), path.name, str(len(proposal.boxes)), shown)
+    if summary.written or summary.refreshed:
+        console.print(table)
+    for image, problem in summary.problems:
+        warn(f"skipped {image}: {problem}")
+    reasons = {
+        "reviewed": "annotated by a person",
+        "pre-annotated": "pre-annotated earlier (--refresh rewrites)",
+    }
+    counted: dict[str, int] = {}
+    for _, why in left:
+        counted[reasons.get(why, why)] = counted.get(reasons.get(why, why), 0) + 1
+    verb = "would write" if dry_run else "wrote"
+    rate = summary.boxes / summary.seconds if summary.seconds else 0.0
+    console.print(
+        f"{verb} {len(summary.written)} pre-annotations"
+        + (f", refreshed {len(summary.refreshed)}" if summary.refreshed else "")
+        + f" ({summary.boxes} boxes, {rate:.1f} boxes/s); left alone: "
+        + (", ".join(f"{n} {why}" for why, n in counted.items()) or "none")
+        + (f"; {len(summary.problems)} skipped" if summary.problems else "")
+    )
+    if summary.written or summary.refreshed:
+        console.print(
+            "next: review them in labelImg (save or Verify Image); 'toonvision annotate --rank uncertain' lists "
+            "them least sure first"
+        )
+    if summary.problems:
+        raise typer.Exit(1)
+
+
+def show_ranking(ws, folder: Path, states, review: Path | None, top: int) -> None:
+    from toonvision.data.review import link_for_review, rank_uncertain
+
+    ranked = rank_uncertain(states)
+    if not ranked:
+        console.print("no pre-annotations waiting for review")
+        return
+    header("annotate --rank uncertain", root=ws.root, waiting=len(ranked), shown=min(top, len(ranked)))
+    table = Table("rank", "screenshot", "boxes", "least sure box", "confidence", title=f"Least sure first ({folder})")
+    for i, (state, confidence) in enumerate(ranked[:top], 1):
+        boxes = state.sidecar.get("boxes") or []
+        least = min(boxes, key=lambda d: d.get("confidence", 0.0), default=None)
+        table.add_row(
+            str(i),
+            state.image.relative_to(folder).as_posix(),
+            str(len(boxes)),
+            least["label"] if least else "nothing found",
+            f"{confidence:.2f}",
+        )
+    console.print(table)
+    if review is not None:
+        try:
+            links = link_for_review([state for state, _ in ranked[:top]], review)
+        except (OSError, ValueError) as exc:
+            raise fail(f"no review folder: {exc}") from None
+        console.print(f"linked {len(links)} screenshots into {review}: open it in labelImg ('Open Dir')")

@@ -1,0 +1,150 @@
+"""Who labelled a screenshot: a person, or `toonvision annotate` with nobody having looked yet.
+
+A pre-annotation is an ordinary labelImg file (so labelImg opens it) with a sidecar beside the screenshot,
+``<stem>.toonvision.json``, that labelImg never reads: the models' confidence per box, and the SHA-256 of every
+version of the annotation file annotate wrote. A screenshot's annotation is
+
+- *reviewed* when it has no sidecar (a person drew it), when labelImg marked it verified (its Verify Image
+  button: ``verified="yes"`` in VOC, ``"verified": true`` in CreateML), or when its bytes are no longer any
+  annotate wrote (a person saved it in labelImg, which is what correcting a box does);
+- *pre-annotated* when its bytes are still exactly what annotate wrote and it is not verified: ground truth for
+  nobody until a person has looked, so extraction and detector training leave it out unless asked.
+
+The sidecar is written before the annotation file, and lists every version written: a run killed between the
+two leaves a screenshot unlabelled or pre-annotated, never a machine's boxes that pass for a person's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toonvision.data.annotations import AnnotationError, AnnotationFile, pick_annotation, read_createml, read_voc
+from toonvision.data.files import read_json
+
+SIDECAR_SUFFIX = ".toonvision.json"
+SIDECAR_KIND = "toonvision pre-annotation"
+
+UNLABELLED, PRE_ANNOTATED, REVIEWED = "unlabelled", "pre-annotated", "reviewed"
+STATUSES = (REVIEWED, PRE_ANNOTATED, UNLABELLED)
+
+
+def sidecar_path(image: Path) -> Path:
+    return Path(image).with_name(Path(image).stem + SIDECAR_SUFFIX)
+
+
+def is_sidecar(path: Path) -> bool:
+    return Path(path).name.endswith(SIDECAR_SUFFIX)
+
+
+def file_sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def read_sidecar(image: Path) -> dict[str, Any] | None:
+    """The sidecar of ``image``, or None when there is none (or it is not one of ours: then it is ignored)."""
+    data = read_json(sidecar_path(image))
+    if not isinstance(data, dict) or data.get("kind") != SIDECAR_KIND or not isinstance(data.get("written"), list):
+        return None
+    return data
+
+
+def _verified(annotation: AnnotationFile, image: Path) -> bool:
+    try:
+        if annotation.format == "voc":
+            return read_voc(annotation.path).verified
+        if annotation.format == "createml":
+            return read_createml(annotation.path, image.name).verified
+    except AnnotationError:
+        return False  # unreadable: extraction names the problem; it is nobody's verified work
+    return False  # YOLO has no such flag: a person's edit is what tells
+
+
+@dataclass(frozen=True)
+class ReviewState:
+    image: Path
+    annotation: AnnotationFile | None
+    status: str  # UNLABELLED, PRE_ANNOTATED or REVIEWED
+    sidecar: dict[str, Any] | None  # the pre-annotation's record, while it is one
+
+
+def review_state(image: Path, annotation: AnnotationFile | None) -> ReviewState:
+    """Whether ``image``'s annotation (as :func:`pick_annotation` found it) is a person's or annotate's."""
+    image = Path(image)
+    if annotation is None:
+        return ReviewState(image, None, UNLABELLED, None)
+    sidecar = read_sidecar(image)
+    if sidecar is None or sidecar.get("annotation") != annotation.path.name:
+        return ReviewState(image, annotation, REVIEWED, None)
+    if file_sha256(annotation.path) not in sidecar["written"] or _verified(annotation, image):
+        return ReviewState(image, annotation, REVIEWED, None)
+    return ReviewState(image, annotation, PRE_ANNOTATED, sidecar)
+
+
+def review_states(images: Iterable[Path]) -> list[ReviewState]:
+    """:func:`review_state` for each image, listing each folder once."""
+    listings: dict[Path, dict[str, Path]] = {}
+    out = []
+    for image in images:
+        image = Path(image)
+        siblings = listings.get(image.parent)
+        if siblings is None:
+            siblings = listings[image.parent] = {p.name: p for p in image.parent.iterdir()}
+        out.append(review_state(image, pick_annotation(image, siblings)))
+    return out
+
+
+def rank_uncertain(states: Iterable[ReviewState]) -> list[tuple[ReviewState, float]]:
+    """The pre-annotated screenshots, least sure first: by their least sure box's confidence (the models'
+    product, as annotate recorded it). A screenshot where nothing was found comes first (0.0): only a person
+    can tell an empty street from one the detector missed."""
+    ranked = [
+        (state, float(state.sidecar.get("confidence") or 0.0))
+        for state in states
+        if state.status == PRE_ANNOTATED and state.sidecar is not None
+    ]
+    return sorted(ranked, key=lambda item: (item[1], str(item[0].image)))
+
+
+def link_for_review(ranked: Sequence[ReviewState], folder: Path) -> list[Path]:
+    """Symbolic links to each screenshot and its annotation in ``folder`` (new or empty), their names prefixed
+    by rank (``0001_shot.png``, ``0001_shot.xml``) so labelImg opens them in that order. labelImg saves through
+    the links into the original files, so the review lands where extraction reads it. Returns the image links.
+    OSError where links cannot be made (then review in place, in the listed order)."""
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        raise FileExistsError(f"{folder} is not empty: give a new folder for the review links")
+    formats = {state.annotation.format for state in ranked if state.annotation is not None}
+    if "createml" in formats:
+        raise ValueError(
+            "labelImg's CreateML files name their image inside: linked under another name they would get a "
+            "second entry; review CreateML pre-annotations in place, in the listed order"
+        )
+    class_lists = {
+        (state.annotation.path.parent / "classes.txt").read_bytes()
+        for state in ranked
+        if state.annotation is not None and state.annotation.format == "yolo"
+    }
+    if len(class_lists) > 1:
+        raise ValueError("YOLO pre-annotations from folders with different classes.txt: review each folder apart")
+    folder.mkdir(parents=True, exist_ok=True)
+    width = max(4, len(str(len(ranked))))
+    links = []
+    for rank, state in enumerate(ranked, 1):
+        if state.annotation is None:
+            continue
+        prefix = f"{rank:0{width}d}_"
+        link = folder / (prefix + state.image.name)
+        link.symlink_to(state.image.resolve())
+        (folder / (prefix + state.annotation.path.name)).symlink_to(state.annotation.path.resolve())
+        classes = state.annotation.path.parent / "classes.txt"
+        if state.annotation.format == "yolo" and classes.is_file() and not (folder / "classes.txt").exists():
+            (folder / "classes.txt").symlink_to(classes.resolve())
+        links.append(link)
+    return links
