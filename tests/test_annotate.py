@@ -141,6 +141,20 @@ def test_a_persons_annotation_is_never_changed(trained, tmp_path):
     assert not sidecar_path(drawn).exists()
 
 
+def test_corrupt_or_foreign_annotation_files_are_left_as_they_are(trained, tmp_path):
+    folder = tmp_path / "shots"
+    broken, foreign, _ = bare_copies(trained, folder, 3)
+    broken.with_suffix(".xml").write_bytes(b"<annotation><object><name>cog_bb_fl")  # cut off mid-save
+    foreign.with_suffix(".json").write_text('{"tool": "another labeller", "shapes": []}')
+    before = snapshot(folder)
+    done = annotate(trained, str(folder), "--refresh")
+    assert done.returncode == 0, done.stderr
+    assert "2 annotated by a person" in " ".join(done.stdout.split())
+    after = snapshot(folder)
+    assert {name: after[name] for name in before} == before
+    assert sorted(set(after) - set(before)) == ["shot_02.toonvision.json", "shot_02.xml"]
+
+
 def test_dry_run_writes_nothing(trained, tmp_path):
     bare_copies(trained, tmp_path / "shots", 2)
     before = snapshot(tmp_path / "shots")
