@@ -80,14 +80,14 @@ def person_edits(truth, proposed, iou: float) -> Counter:
     return out
 
 
-def pre_annotate(shots: list[Path], ws, model_paths: list[Path], detector: Path, conf: float):
+def pre_annotate(folder: Path, ws, model_paths: list[Path], detector: Path, conf: float):
     from toonvision.cli.common import load_models
-    from toonvision.data.review import review_states
+    from toonvision.data.extraction import screenshot_states
     from toonvision.data.taxonomy import all_labels
     from toonvision.serving.annotate import annotate_screenshots, plan
 
     found, classifiers, used = load_models(ws, model_paths, detector, conf, threads=None)
-    steps = plan(review_states(shots), "voc")
+    steps = plan(screenshot_states(folder), "voc")
     labels = [str(label) for label in all_labels()]
     annotate_screenshots(steps[:2], found, classifiers, used, labels, dry_run=True)  # warm-up
     summary = annotate_screenshots(steps, found, classifiers, used, labels, dry_run=True)
@@ -132,9 +132,9 @@ def main() -> None:
         onnx_paths = [export(s.path, Path(tmp) / "models" / f"{task}.onnx").path for task, s in best.items()]
         detector_onnx = export(detector.path, Path(tmp) / "models" / "detect.onnx").path
         start = time.perf_counter()
-        fast, used = pre_annotate(shots, ws, onnx_paths, detector_onnx, args.conf)
+        fast, used = pre_annotate(bare, ws, onnx_paths, detector_onnx, args.conf)
         fast_wall = time.perf_counter() - start
-        slow, _ = pre_annotate(shots, ws, keras_paths, detector.path, args.conf)
+        slow, _ = pre_annotate(bare, ws, keras_paths, detector.path, args.conf)
 
     total = Counter()
     for _, proposal in fast.written:

@@ -323,7 +323,7 @@ def test_killed_half_way_it_leaves_no_machine_boxes_passing_for_a_persons(traine
 def test_a_write_that_fails_is_a_problem_and_the_others_go_on(trained, tmp_path, monkeypatch):
     """What a read-only folder or a full disk does, also where the tests run as root (who may write anywhere)."""
     from toonvision.cli.common import load_models
-    from toonvision.data.review import review_states
+    from toonvision.data.extraction import screenshot_states
     from toonvision.serving import annotate as pre
 
     shots = bare_copies(trained, tmp_path / "shots", 2)
@@ -336,7 +336,7 @@ def test_a_write_that_fails_is_a_problem_and_the_others_go_on(trained, tmp_path,
         return real(path, data)
 
     monkeypatch.setattr(pre, "create_exclusive", full_disk)
-    steps = pre.plan(review_states(shots), "voc")
+    steps = pre.plan(screenshot_states(tmp_path / "shots"), "voc")
     summary = pre.annotate_screenshots(steps, detector, classifiers, used, ["cog_bb_flunky"])
     assert [(p.name, why) for p, why in summary.problems] == [("shot_00.png", "not written: No space left on device")]
     assert [p.name for p, _ in summary.written] == ["shot_01.xml"]

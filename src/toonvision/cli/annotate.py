@@ -8,15 +8,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from toonvision.cli.common import Root, console, fail, header, load_models, progress, warn, workspace
-
-TRAIN_HOW = {
-    "detect": "toonvision train --task detect",
-    "binary": "toonvision train",
-    "suit": "toonvision train --task suit",
-    "name": "toonvision train --task name",
-    "animal": "toonvision train --task animal",
-}
+from toonvision.cli.common import (
+    Root,
+    ServingDetector,
+    ServingModels,
+    console,
+    fail,
+    header,
+    load_models,
+    progress,
+    warn,
+    workspace,
+)
 
 
 def annotate(
@@ -28,16 +31,8 @@ def annotate(
     fmt: Annotated[
         str, typer.Option("--format", "-f", help="File to write for labelImg: voc (.xml), yolo (.txt) or createml.")
     ] = "voc",
-    model: Annotated[
-        list[Path] | None,
-        typer.Option(
-            help="Classifiers (binary, suit, name, animal) to use: run folders, .keras or .onnx (repeatable); "
-            "default: the workspace's best per task, their .onnx export when there is one."
-        ),
-    ] = None,
-    detector: Annotated[
-        Path | None, typer.Option(help="The detector (a detect run folder, .keras or .onnx); default: the newest.")
-    ] = None,
+    model: ServingModels = None,
+    detector: ServingDetector = None,
     conf: Annotated[float, typer.Option(min=0.0, max=1.0, help="Detector score a box needs to be proposed.")] = 0.3,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be written; write nothing.")] = False,
     refresh: Annotated[
@@ -74,15 +69,13 @@ def annotate(
     --include-unreviewed) and 'toonvision stats' counts it as pre-annotated. --refresh rewrites unreviewed
     pre-annotations; --rank uncertain lists them least sure first, so a person's hour goes where it helps most.
     """
-    from toonvision.data.extraction import find_screenshots
-    from toonvision.data.review import review_states
+    from toonvision.data.extraction import screenshot_states
 
     ws = workspace(root)
     folder = folder or ws.screenshots
     if not folder.is_dir():
         raise fail(f"{folder} is not a folder of screenshots")
-    images = [image for image, _ in find_screenshots(folder)[0]]
-    states = review_states(images)
+    states = screenshot_states(folder)
     if rank is not None:
         if rank != "uncertain":
             raise fail(f"--rank {rank!r}: the one ranking is 'uncertain'")
@@ -105,9 +98,9 @@ def annotate_folder(ws, folder, states, fmt, model, detector, conf, dry_run, ref
         found, classifiers, used = load_models(ws, model, detector, conf, threads=None)
     except ValueError as exc:
         raise fail(str(exc)) from None
-    missing = [task for task in NEEDED if task not in classifiers and task != "detect"]
+    missing = [task for task in NEEDED if task not in classifiers]  # load_models said so for the detector
     if missing:
-        how = "; ".join(f"{task}: '{TRAIN_HOW[task]}'" for task in missing)
+        how = "; ".join(f"{task}: 'toonvision train --task {task}'" for task in missing)
         raise fail(
             f"annotate writes full labels and needs a {', '.join(missing)} model too (none in {ws.runs}): train "
             f"{'it' if len(missing) == 1 else 'them'} first ({how}) or give --model"

@@ -30,6 +30,21 @@ Task = Annotated[
         "--task", help="binary (cog vs toon), suit (4 suits), name (32 Cog names) or animal (11 Toon animals)."
     ),
 ]
+# The models of the verbs that run the detector and the classifiers together (watch, annotate): load_models.
+ServingModels = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--model",
+        help="Classifiers to use (run folders, .keras or .onnx files, repeatable); default: the workspace's best per "
+        "task, their .onnx export when there is one.",
+    ),
+]
+ServingDetector = Annotated[
+    Path | None,
+    typer.Option(
+        "--detector", help="The detector (a detect run folder, .keras or .onnx); default: the workspace's newest."
+    ),
+]
 Epochs = Annotated[int, typer.Option(help="Epochs to train (the spec: 25; its optimizer comparison: 20).")]
 Precision = Annotated[
     str,
@@ -106,6 +121,15 @@ def tensorflow() -> None:
     from toonvision.learning.backend import quiet_tensorflow
 
     quiet_tensorflow()
+
+
+def unreviewed_left_out(count: int) -> None:
+    """What extract and detector training say of the pre-annotations they left out."""
+    if count:
+        console.print(
+            f"{count} unreviewed pre-annotations left out (review them in labelImg, or --include-unreviewed); "
+            "'toonvision annotate --rank uncertain' lists them, least sure first"
+        )
 
 
 def load_models(ws, model: list[Path] | None, detector: Path | None, conf: float, threads: int | None):

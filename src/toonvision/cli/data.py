@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from toonvision.cli.common import Root, console, err, fail, header, progress, workspace
+from toonvision.cli.common import Root, console, err, fail, header, progress, unreviewed_left_out, workspace
 
 if TYPE_CHECKING:
     from toonvision.data.extraction import ExtractSummary
@@ -110,11 +110,7 @@ def run_extract(
         f"{summary.moved} moved to raw/processed; {verb} {n_crops} crops, "
         f"{summary.already_extracted} boxes already extracted ({time.perf_counter() - start:.1f}s)"
     )
-    if summary.unreviewed:
-        console.print(
-            f"{len(summary.unreviewed)} unreviewed pre-annotations left out (review them in labelImg, or "
-            "--include-unreviewed); 'toonvision annotate --rank uncertain' lists them, least sure first"
-        )
+    unreviewed_left_out(len(summary.unreviewed))
     return summary
 
 

@@ -20,6 +20,7 @@ from toonvision.cli.common import (
     progress,
     shown_precision,
     tensorflow,
+    unreviewed_left_out,
     warn,
     workspace,
 )
@@ -285,11 +286,7 @@ def run_detector_training(
                 warn(f"{image}: {what}")
             if len(data.warnings) > 20:
                 warn(f"... and {len(data.warnings) - 20} more notes on boxes left out")
-            if data.unreviewed:
-                console.print(
-                    f"{len(data.unreviewed)} unreviewed pre-annotations left out (review them in labelImg, or "
-                    "--include-unreviewed)"
-                )
+            unreviewed_left_out(len(data.unreviewed))
             boxes = ", ".join(f"{k} {v}" for k, v in data.box_counts().items())
             console.print(
                 f"screenshots: train {counts['train']}, validate {counts['validate']}, test {counts['test']}; "

@@ -12,7 +12,7 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from toonvision.cli.common import Root, err, fail, load_models, warn, workspace
+from toonvision.cli.common import Root, ServingDetector, ServingModels, err, fail, load_models, warn, workspace
 
 SOURCES = "screen, synth, a folder of screenshots or a video file"
 
@@ -28,17 +28,8 @@ def watch(
         ),
     ] = "screen",
     root: Root = Path("img"),
-    model: Annotated[
-        list[Path] | None,
-        typer.Option(
-            help="Classifiers to use (run folders, .keras or .onnx files, repeatable); default: the workspace's best "
-            "per task, their .onnx export when there is one."
-        ),
-    ] = None,
-    detector: Annotated[
-        Path | None,
-        typer.Option(help="The detector (a detect run folder, .keras or .onnx); default: the workspace's newest."),
-    ] = None,
+    model: ServingModels = None,
+    detector: ServingDetector = None,
     conf: Annotated[float, typer.Option(min=0.0, max=1.0, help="Detector score a box needs to be kept.")] = 0.3,
     region: Annotated[
         str | None, typer.Option(help="The part of the screen to watch: x,y,width,height in pixels.")

@@ -32,7 +32,14 @@ from toonvision.data.annotations import (
 from toonvision.data.files import create_exclusive, file_lock, move_no_clobber, remove_stale_tmp
 from toonvision.data.images import ImageError, decode_image, is_image
 from toonvision.data.journal import Journal
-from toonvision.data.review import PRE_ANNOTATED, SIDECAR_SUFFIX, is_sidecar, review_state, sidecar_path
+from toonvision.data.review import (
+    PRE_ANNOTATED,
+    SIDECAR_SUFFIX,
+    ReviewState,
+    is_sidecar,
+    review_state,
+    sidecar_path,
+)
 from toonvision.data.samples import find_samples, max_indexes
 from toonvision.data.taxonomy import Label, LabelError, parse_label, street_of
 from toonvision.data.workspace import Workspace
@@ -290,6 +297,11 @@ def find_screenshots(
         if p not in claimed and (not name_filter or name_filter in p.relative_to(folder).as_posix())
     ]
     return pairs, orphans
+
+
+def screenshot_states(folder: Path) -> list[ReviewState]:
+    """Every screenshot under ``folder`` with who labelled it (see :mod:`toonvision.data.review`)."""
+    return [review_state(image, annotation) for image, annotation in find_screenshots(folder)[0]]
 
 
 def _crop_png(img: Image.Image, box: tuple[int, int, int, int], key: str, source: str) -> bytes:

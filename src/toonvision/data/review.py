@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toonvision.data.annotations import AnnotationError, AnnotationFile, pick_annotation, read_createml, read_voc
+from toonvision.data.annotations import AnnotationError, AnnotationFile, read_createml, read_voc
 from toonvision.data.files import read_json
 
 SIDECAR_SUFFIX = ".toonvision.json"
@@ -75,7 +75,8 @@ class ReviewState:
 
 
 def review_state(image: Path, annotation: AnnotationFile | None) -> ReviewState:
-    """Whether ``image``'s annotation (as :func:`pick_annotation` found it) is a person's or annotate's."""
+    """Whether ``image``'s annotation (as :func:`~toonvision.data.annotations.pick_annotation` found it) is a
+    person's or annotate's."""
     image = Path(image)
     if annotation is None:
         return ReviewState(image, None, UNLABELLED, None)
@@ -85,19 +86,6 @@ def review_state(image: Path, annotation: AnnotationFile | None) -> ReviewState:
     if file_sha256(annotation.path) not in sidecar["written"] or _verified(annotation, image):
         return ReviewState(image, annotation, REVIEWED, None)
     return ReviewState(image, annotation, PRE_ANNOTATED, sidecar)
-
-
-def review_states(images: Iterable[Path]) -> list[ReviewState]:
-    """:func:`review_state` for each image, listing each folder once."""
-    listings: dict[Path, dict[str, Path]] = {}
-    out = []
-    for image in images:
-        image = Path(image)
-        siblings = listings.get(image.parent)
-        if siblings is None:
-            siblings = listings[image.parent] = {p.name: p for p in image.parent.iterdir()}
-        out.append(review_state(image, pick_annotation(image, siblings)))
-    return out
 
 
 def rank_uncertain(states: Iterable[ReviewState]) -> list[tuple[ReviewState, float]]:

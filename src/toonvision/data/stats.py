@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from toonvision.data.extraction import crop_records, find_screenshots
+from toonvision.data.extraction import crop_records, screenshot_states
 from toonvision.data.images import image_size
-from toonvision.data.review import review_state
 from toonvision.data.samples import Sample, find_samples
 from toonvision.data.taxonomy import ANIMALS, KINDS, SUITS, Label
 from toonvision.data.workspace import SPLITS, Workspace
@@ -96,6 +95,5 @@ def screenshot_review(ws: Workspace) -> dict[str, Counter]:
     ('toonvision annotate', nobody has looked yet) or unlabelled; see :mod:`toonvision.data.review`."""
     out = {}
     for name, folder in (("raw/screenshots", ws.screenshots), ("raw/processed", ws.processed)):
-        pairs = find_screenshots(folder)[0] if folder.is_dir() else []
-        out[name] = Counter(review_state(image, annotation).status for image, annotation in pairs)
+        out[name] = Counter(state.status for state in screenshot_states(folder)) if folder.is_dir() else Counter()
     return out

@@ -31,11 +31,11 @@ from toonvision.data.review import (
     read_sidecar,
     sidecar_path,
 )
-from toonvision.data.taxonomy import SUITS
+from toonvision.data.taxonomy import SUITS, TASKS
 
 FORMATS = ("voc", "yolo", "createml")
 SUFFIX = {"voc": ".xml", "yolo": ".txt", "createml": ".json"}
-NEEDED = ("detect", "binary", "suit", "name", "animal")  # a full label for every box needs all five
+NEEDED = TASKS  # a full label for every box needs a classifier of each task (and the detector)
 SUIT_OF_NAME = {name: suit.short for suit in SUITS for name in suit.cogs}
 
 
@@ -62,10 +62,8 @@ def label_boxes(crops: Sequence[Any], classifiers: dict[str, Any]) -> list[tuple
     p(name) x p(its suit), so the suit and the name never disagree, its confidence that product normalised over
     the 32 names. Toons: the animal model's best. The confidence of the label is times the binary model's.
     """
-    kinds = classifiers["binary"].predict(list(crops))
-    suits = classifiers["suit"].predict(list(crops))
-    names = classifiers["name"].predict(list(crops))
-    animals = classifiers["animal"].predict(list(crops))
+    crops = list(crops)
+    kinds, suits, names, animals = (classifiers[task].predict(crops) for task in ("binary", "suit", "name", "animal"))
     suit_classes, name_classes = classifiers["suit"].classes, classifiers["name"].classes
     suit_index = np.array([suit_classes.index(SUIT_OF_NAME[n]) for n in name_classes])
     out = []
