@@ -81,17 +81,17 @@ def person_edits(truth, proposed, iou: float) -> Counter:
 
 
 def pre_annotate(folder: Path, ws, model_paths: list[Path], detector: Path, conf: float):
-    from toonvision.cli.common import load_models
     from toonvision.data.extraction import screenshot_states
     from toonvision.data.taxonomy import all_labels
     from toonvision.serving.annotate import annotate_screenshots, plan
+    from toonvision.serving.pipeline import Pipeline
 
-    found, classifiers, used = load_models(ws, model_paths, detector, conf, threads=None)
+    pipe = Pipeline.load(ws.root, models=model_paths, detector=detector, conf=conf)
     steps = plan(screenshot_states(folder), "voc")
     labels = [str(label) for label in all_labels()]
-    annotate_screenshots(steps[:2], found, classifiers, used, labels, dry_run=True)  # warm-up
-    summary = annotate_screenshots(steps, found, classifiers, used, labels, dry_run=True)
-    return summary, used
+    annotate_screenshots(steps[:2], pipe, labels, dry_run=True)  # warm-up
+    summary = annotate_screenshots(steps, pipe, labels, dry_run=True)
+    return summary, pipe.models
 
 
 def main() -> None:
@@ -138,9 +138,9 @@ def main() -> None:
 
     total = Counter()
     for _, proposal in fast.written:
-        total += person_edits(truths[proposal.image.name], proposal.boxes, args.iou)
+        total += person_edits(truths[proposal.image.name], proposal.results.annotation_boxes(), args.iou)
     same = sum(
-        [b.name for b in a.boxes] == [b.name for b in k.boxes]
+        [b.label for b in a.boxes] == [b.label for b in k.boxes]
         for (_, a), (_, k) in zip(fast.written, slow.written, strict=True)
     )
     n = total["truths"]

@@ -7,8 +7,10 @@ on 2 cores; the whole chain p50 <= 40 ms), for:
 - the straightforward way: the Keras detector through ``model.predict`` (what a user of Keras calls first);
 - ``toonvision.Detector`` on Keras (one traced tf.function) and on ONNX Runtime (the ``toonvision export``
   file): letterboxing, the network and the max-pool/top-k decoding, all included;
-- the whole chain through ONNX Runtime: detect, crop every box, classify them with the binary, suit and name
-  models (as ``toonvision predict`` does);
+- the whole chain through ONNX Runtime, two ways: the one before ``toonvision.Pipeline`` (detect, crop every
+  box, the binary model on each, the suit and name models on the Cogs, each answer taken apart), and
+  ``toonvision.Pipeline`` (the same, plus the animal model on the Toons and the one labelling rule), which
+  ``predict``, ``watch`` and ``annotate`` run;
 - with ``--yolo-onnx FILE``: the tool users have today, an Ultralytics YOLO ONNX export (e.g. YOLO26n at
   640x640), run by ONNX Runtime with the same session settings, network only (its letterboxing and box
   decoding not counted).
@@ -78,6 +80,7 @@ def main() -> None:
     from toonvision.serving.detector import Detector
     from toonvision.serving.export import export
     from toonvision.serving.inference import Classifier, onnx_session
+    from toonvision.serving.pipeline import Pipeline
 
     run = args.detector or newest_detector(args.root)
     held = sorted((args.root / "held-out-300" / "raw" / "screenshots").glob("*.png"))
@@ -94,7 +97,7 @@ def main() -> None:
         tmp = Path(tmp)
         onnx_file = export(run, tmp / "detector.onnx").path
         classifiers = {}
-        for task in ("binary", "suit", "name"):
+        for task in ("binary", "suit", "name", "animal"):
             model = create_model("small_convnet", task)
             model.save(tmp / f"{task}.keras")
             classifiers[task] = Classifier.load(export(tmp / f"{task}.keras", tmp / f"{task}.onnx", task=task).path)
@@ -129,6 +132,13 @@ def main() -> None:
             classify_boxes(image, onnx_det.detect(image).boxes, classifiers)
 
         show("detect + binary, suit and name on every box (ONNX)", timed(chain, args.frames), AIM_CHAIN_MS, base)
+        pipe = Pipeline(classifiers, onnx_det)
+        show(
+            "toonvision.Pipeline: detect + the one labelling rule, 4 classifiers (ONNX)",
+            timed(lambda i: pipe(frame(i)), args.frames),
+            AIM_CHAIN_MS,
+            base,
+        )
         print(f"  boxes per screenshot at score >= {onnx_det.threshold}: mean {np.mean(boxes):.1f}, max {max(boxes)}")
         if args.yolo_onnx:
             session = onnx_session(args.yolo_onnx, args.threads)

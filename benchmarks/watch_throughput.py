@@ -60,7 +60,10 @@ def run_loop(frames, detector, classifiers, fps: float, seconds: float) -> dict:
 
     stats = WatchStats()
     cpu_start, wall_start = time.process_time(), time.perf_counter()
-    for _ in watch(endless(), detector, classifiers, fps=fps, on_frame=stats.add):
+    from toonvision.serving.pipeline import Pipeline
+
+    pipe = Pipeline(classifiers, detector)
+    for _ in watch(endless(), pipe, fps=fps, on_frame=stats.add):
         if time.perf_counter() - wall_start >= seconds:
             break
     summary = stats.summary()
@@ -113,7 +116,7 @@ def main() -> None:
         if args.detector is None:
             detector.threshold, detector.top_k = 0.0, args.boxes
         classifiers = {}
-        for task in ("binary", "suit", "name"):
+        for task in ("binary", "suit", "name", "animal"):
             create_model("small_convnet", task).save(tmp / f"{task}.keras")
             path = export(tmp / f"{task}.keras", tmp / f"{task}.onnx", task=task).path
             classifiers[task] = Classifier.load(path, threads=threads)

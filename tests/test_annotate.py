@@ -32,7 +32,6 @@ from toonvision.data.detection import load_detection_set
 from toonvision.data.review import PRE_ANNOTATED, REVIEWED, UNLABELLED, review_state, sidecar_path
 from toonvision.data.taxonomy import parse_label
 from toonvision.data.workspace import Workspace
-from toonvision.serving.inference import Result
 
 # make test runs the suite on two xdist workers: this module's tests share a session fixture, so they run on one.
 pytestmark = pytest.mark.xdist_group("annotate")
@@ -112,6 +111,20 @@ def test_pre_annotations_are_labelimg_files_with_full_labels_and_a_sidecar(train
     done = annotate(trained, str(tmp_path / "shots"))
     assert done.returncode == 0 and "3 pre-annotated earlier" in " ".join(done.stdout.split())
     assert snapshot(tmp_path / "shots") == before
+
+
+def test_predict_and_annotate_see_the_same_boxes_and_labels(trained, tmp_path):
+    """One pipeline, one rule: the same whole pixels and the same labels, whichever verb asks."""
+    (shot,) = bare_copies(trained, tmp_path / "shots", 1)
+    Image.open(shot).resize((1280, 720)).save(shot)  # a whole screenshot to predict (a crop is narrower)
+    shown = run_cli("predict", str(shot), "--root", str(trained.root), "--conf", "0.05", "--json")
+    assert shown.returncode == 0, shown.stderr
+    predicted = [(p["box"], p["label"]) for p in json.loads(shown.stdout)["predictions"]]
+    done = run_cli("annotate", str(shot.parent), "--root", str(trained.root), "--conf", "0.05")
+    assert done.returncode == 0, done.stderr
+    side = json.loads(sidecar_path(shot).read_text())
+    assert predicted and predicted == [(d["box"], d["label"]) for d in side["boxes"]]
+    assert side["models"] == json.loads(shown.stdout)["models"]
 
 
 def test_a_persons_annotation_is_never_changed(trained, tmp_path):
@@ -225,17 +238,38 @@ def test_extract_training_and_stats_tell_reviewed_from_unreviewed(trained, tmp_p
     assert len(list(ws.processed.glob("*.toonvision.json"))) == 3
 
 
+def test_refresh_replaces_only_what_the_same_detector_proposed(trained, tmp_path):
+    """A one-epoch experiment must not silently replace a queue another detector filled."""
+    folder = tmp_path / "shots"
+    (shot,) = bare_copies(trained, folder, 1)
+    assert annotate(trained, str(folder)).returncode == 0
+    side = json.loads(sidecar_path(shot).read_text())
+    side["models"]["detect"] = "elsewhere/detect-better/model.onnx"
+    sidecar_path(shot).write_text(json.dumps(side))
+    before = snapshot(folder)
+    done = annotate(trained, str(folder), "--refresh")
+    assert done.returncode == 0, done.stderr
+    assert "1 proposed by another detector (--any-detector replaces)" in " ".join(done.stdout.split())
+    assert snapshot(folder) == before
+    done = annotate(trained, str(folder), "--refresh", "--any-detector")
+    assert done.returncode == 0 and "refreshed 1" in " ".join(done.stdout.split())
+    assert json.loads(sidecar_path(shot).read_text())["models"]["detect"] != side["models"]["detect"]
+    refused = annotate(trained, str(folder), "--any-detector")
+    assert refused.returncode == 2 and "--any-detector goes with --refresh" in refused.stderr
+
+
 def test_rank_uncertain_lists_and_links_least_sure_first(trained, tmp_path):
     folder = tmp_path / "shots"
     shots = bare_copies(trained, folder, 3)
     assert annotate(trained, str(folder)).returncode == 0
-    confidence = {p.name: json.loads(sidecar_path(p).read_text())["confidence"] for p in shots}
+    sidecars = {p.name: json.loads(sidecar_path(p).read_text()) for p in shots}
     done = run_cli(
         "annotate", str(folder), "--root", str(trained.root), "--rank", "uncertain", "--review", str(tmp_path / "r")
     )
     assert done.returncode == 0, done.stderr
     listed = re.findall(r"shot_\d+\.png", done.stdout)
-    assert listed == sorted(confidence, key=lambda n: (confidence[n], n))
+    # Disagreements between the detector and the classifiers first, then the least sure box.
+    assert listed == sorted(sidecars, key=lambda n: (not sidecars[n]["conflicts"], sidecars[n]["confidence"], n))
     links = sorted((tmp_path / "r").iterdir())
     assert [p.name for p in links if p.suffix == ".png"] == [f"{i:04d}_{n}" for i, n in enumerate(listed, 1)]
     # labelImg saves through the link: the original changes, and the screenshot counts as reviewed.
@@ -259,9 +293,10 @@ def test_rank_uncertain_lists_and_links_least_sure_first(trained, tmp_path):
 def test_a_missing_model_is_named_with_how_to_train_it(trained, tmp_path):
     folder = tmp_path / "shots"
     bare_copies(trained, folder, 1)
-    models = [p for p in sorted((trained.runs / "train").glob("*/model.onnx")) if "animal" not in p.parent.name]
-    args = [a for m in models for a in ("--model", str(m))]
-    done = run_cli("annotate", str(folder), "--root", str(trained.root), *args)
+    root = tmp_path / "ws"  # the workspace without its animal model (a --model of another task would not hide it)
+    shutil.copytree(trained.root / "runs", root / "runs", ignore=lambda d, names: [n for n in names if "animal" in n])
+    models = sorted((trained.runs / "train").glob("binary*/model.onnx"))
+    done = run_cli("annotate", str(folder), "--root", str(root), "--model", str(models[0]))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "animal" in done.stderr and "toonvision train --task animal" in done.stderr
     assert sorted(p.name for p in folder.iterdir()) == ["shot_00.png"]
@@ -272,11 +307,13 @@ def test_bad_screenshots_are_named_and_skipped(trained, tmp_path):
     bare_copies(trained, folder, 2)
     (folder / "a_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     Image.new("RGB", (1, 1)).save(folder / "b_tiny.png")
+    Image.open(folder / "shot_00.png").convert("L").save(folder / "c_grey.png")
     done = annotate(trained, str(folder))
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "a_corrupt.png" in done.stderr and "b_tiny.png" in done.stderr
     assert (folder / "shot_00.xml").is_file() and (folder / "shot_01.xml").is_file()
     assert not (folder / "a_corrupt.xml").exists()
+    assert b"<depth>1</depth>" in (folder / "c_grey.xml").read_bytes()  # as labelImg writes a grey screenshot
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only folders")
@@ -322,12 +359,12 @@ def test_killed_half_way_it_leaves_no_machine_boxes_passing_for_a_persons(traine
 
 def test_a_write_that_fails_is_a_problem_and_the_others_go_on(trained, tmp_path, monkeypatch):
     """What a read-only folder or a full disk does, also where the tests run as root (who may write anywhere)."""
-    from toonvision.cli.common import load_models
     from toonvision.data.extraction import screenshot_states
     from toonvision.serving import annotate as pre
+    from toonvision.serving.pipeline import Pipeline
 
     shots = bare_copies(trained, tmp_path / "shots", 2)
-    detector, classifiers, used = load_models(trained, None, None, 0.0, threads=1)
+    pipe = Pipeline.load(trained.root, conf=0.0, threads=1)
     real = pre.create_exclusive
 
     def full_disk(path, data):
@@ -337,7 +374,7 @@ def test_a_write_that_fails_is_a_problem_and_the_others_go_on(trained, tmp_path,
 
     monkeypatch.setattr(pre, "create_exclusive", full_disk)
     steps = pre.plan(screenshot_states(tmp_path / "shots"), "voc")
-    summary = pre.annotate_screenshots(steps, detector, classifiers, used, ["cog_bb_flunky"])
+    summary = pre.annotate_screenshots(steps, pipe, ["cog_bb_flunky"])
     assert [(p.name, why) for p, why in summary.problems] == [("shot_00.png", "not written: No space left on device")]
     assert [p.name for p, _ in summary.written] == ["shot_01.xml"]
     assert not shots[0].with_suffix(".xml").exists()
@@ -346,16 +383,18 @@ def test_a_write_that_fails_is_a_problem_and_the_others_go_on(trained, tmp_path,
 
 
 class FakeClassifier:
-    def __init__(self, classes: list[str], probabilities: list[list[float]]) -> None:
-        self.classes, self.rows = classes, probabilities
+    def __init__(self, task: str, probabilities: list[list[float]]) -> None:
+        from toonvision.data.taxonomy import task_classes
 
-    def predict(self, crops):
-        return [Result(self.classes[int(np.argmax(p))], float(max(p)), tuple(p)) for p in self.rows[: len(crops)]]
+        self.task, self.classes, self.rows = task, task_classes(task), np.asarray(probabilities)
+
+    def probabilities(self, crops):
+        return self.rows[: len(crops)]
 
 
 def test_suit_and_name_are_read_together_so_they_never_disagree():
     from toonvision.data.taxonomy import task_classes
-    from toonvision.serving.annotate import label_boxes
+    from toonvision.serving.pipeline import Pipeline
 
     suits, names = task_classes("suit"), task_classes("name")
     name_p = np.full(len(names), 0.01)
@@ -364,13 +403,14 @@ def test_suit_and_name_are_read_together_so_they_never_disagree():
     suit_p = [0.0] * len(suits)
     suit_p[suits.index("bb")], suit_p[suits.index("lb")] = 0.9, 0.1
     models = {
-        "binary": FakeClassifier(["cog", "toon"], [[0.8, 0.2], [0.1, 0.9]]),
-        "suit": FakeClassifier(suits, [suit_p, suit_p]),
-        "name": FakeClassifier(names, [list(name_p / name_p.sum())] * 2),
-        "animal": FakeClassifier(task_classes("animal"), [[1 / 11] * 11, [0.5] + [0.05] * 10]),
+        "binary": FakeClassifier("binary", [[0.8, 0.2], [0.1, 0.9]]),
+        "suit": FakeClassifier("suit", [suit_p, suit_p]),
+        "name": FakeClassifier("name", [list(name_p / name_p.sum())] * 2),
+        "animal": FakeClassifier("animal", [[1 / 11] * 11, [0.5] + [0.05] * 10]),
     }
-    (cog, cog_sure, said), (toon, toon_sure, _) = label_boxes([None, None], models)
-    assert cog == "cog_bb_flunky" and said["name"] == "bloodsucker"  # the suit model tips it to a Bossbot
+    crops = [np.zeros((60, 30, 3), np.uint8)] * 2
+    cog, toon = Pipeline(models).classify(crops)
+    assert cog.label == "cog_bb_flunky"  # the name model said bloodsucker; the suit model tips it to a Bossbot
     joint = 0.35 * 0.9 / (0.35 * 0.9 + 0.40 * 0.1 + 0.01 * 0.9 * 7 + 0.01 * 0.1 * 7)
-    assert cog_sure == pytest.approx(0.8 * joint, rel=1e-3)
-    assert toon == f"toon_{task_classes('animal')[0]}" and toon_sure == pytest.approx(0.9 * 0.5)
+    assert cog.confidence == pytest.approx(0.8 * joint, rel=1e-3)
+    assert toon.label == f"toon_{task_classes('animal')[0]}" and toon.confidence == pytest.approx(0.9 * 0.5, rel=1e-3)

@@ -390,6 +390,15 @@ def test_predict_on_a_screenshot_with_boxes(ws):
     boxes.write_text("[[10, 10, 60, 150]]")
     crop_only = run_cli("predict", str(shot), "--boxes", str(boxes), "--root", str(ws.root), "--json")
     assert len(json.loads(crop_only.stdout)["predictions"]) == 1
+    boxes.write_text("[[60, 10, 10, 150]]")  # xmin past xmax: a slip, said rather than guessed at
+    inverted = run_cli("predict", str(shot), "--boxes", str(boxes), "--root", str(ws.root))
+    assert inverted.returncode == 2 and "inverted" in inverted.stderr and "Traceback" not in inverted.stderr
+    # One task's model named: the workspace still gives the others.
+    named = run_cli(
+        "predict", str(shot), "--root", str(ws.root), "--json", "--model", str(ws.runs / "train" / "name-model")
+    )
+    assert named.returncode == 0, named.stderr
+    assert set(json.loads(named.stdout)["models"]) == {"binary", "suit", "name"}
     folder = run_cli("predict", str(ws.unsorted_dir("toon")), "--root", str(ws.root), "--json")
     assert len(json.loads(folder.stdout)["predictions"]) == 8
     missing = run_cli("predict", str(ws.root / "nope.png"), "--root", str(ws.root))

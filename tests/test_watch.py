@@ -19,13 +19,23 @@ from PIL import Image
 from conftest import run_cli, toy_crops
 from toonvision.data.detection import Detections
 from toonvision.data.workspace import Workspace
-from toonvision.serving.inference import Result
 
 # make test runs the suite on two xdist workers: this module's tests share a module fixture, so they run on one.
 pytestmark = pytest.mark.xdist_group("watch")
 
-FIELDS = {"frame", "source", "time", "boxes", "latency_ms"}
-BOX_FIELDS = {"box", "detector_class", "detector_score", "kind", "kind_confidence", "suit", "name", "label"}
+FIELDS = {"frame", "source", "time", "boxes", "latency_ms", "models"}
+BOX_FIELDS = {
+    "box",
+    "detector_class",
+    "detector_score",
+    "kind",
+    "kind_confidence",
+    "suit",
+    "name",
+    "label",
+    "confidence",
+    "conflict",
+}
 
 
 @pytest.fixture(scope="session")  # session: under xdist, other modules' tests may run between this module's
@@ -64,6 +74,7 @@ def lines(text: str) -> list[dict]:
 def check_record(record: dict) -> None:
     assert set(record) >= FIELDS
     assert set(record["latency_ms"]) == {"capture", "detect", "classify", "total"}
+    assert {"detect", "binary"} <= set(record["models"])  # every line names the model files that saw the frame
     for box in record["boxes"]:
         assert set(box) >= BOX_FIELDS and len(box["box"]) == 4
         assert box["kind"] in ("cog", "toon") and 0 <= box["kind_confidence"] <= 1
@@ -95,14 +106,15 @@ def test_a_folder_gives_json_lines_and_annotated_frames(trained, shots, tmp_path
     assert "model.onnx" in done.stderr  # the exports beside the runs are preferred
     saved = sorted(save.glob("*.png"))
     assert len(saved) == 3 and Image.open(saved[0]).size == (320, 180)
-    # --max-frames and --out; --fps caps the rate (2 frames at 4 a second are about a quarter second apart; the
-    # time stamps are taken after capture, so allow for jitter, still far above an uncapped loop's few ms).
+    # --max-frames and --out; --fps caps the rate (3 frames at 4 a second take at least half a second; the time
+    # stamps are taken after capture, which a loaded machine slows on the first frame: allow a quarter second for
+    # it, still far above an uncapped loop's few ms a frame).
     out = tmp_path / "watch.jsonl"
-    done = run_cli("watch", "-s", str(shots), *root, "--max-frames", "2", "--fps", "4", "--out", str(out), "-q")
+    done = run_cli("watch", "-s", str(shots), *root, "--max-frames", "3", "--fps", "4", "--out", str(out), "-q")
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
     records = lines(out.read_text())
-    assert len(records) == 2 and records[1]["time"] - records[0]["time"] >= 0.15
+    assert len(records) == 3 and records[2]["time"] - records[0]["time"] >= 0.25
 
 
 def test_keras_models_named_on_the_command_line_are_used_as_given(trained, shots):
@@ -113,7 +125,8 @@ def test_keras_models_named_on_the_command_line_are_used_as_given(trained, shots
         "--max-frames", "1", "--fps", "0", "--conf", "0",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "model.keras" in done.stderr and "model.onnx" not in done.stderr
+    assert f"detect={detector}" in done.stderr and f"binary={binary}" in done.stderr
+    assert "model.onnx" not in done.stderr
     assert len(lines(done.stdout)) == 1
 
 
@@ -150,6 +163,27 @@ def test_sources_that_give_nothing_are_one_error_line(trained, shots, tmp_path):
     one_error_line(done, "display", "synth", "folder", "video")
     one_error_line(run_cli("watch", "-s", str(shots), "--show", *root, env=no_display), "--show", "display")
     one_error_line(run_cli("watch", "-s", "screen", "--region", "0,0,-5,9", *root), "--region")
+
+
+def test_outputs_that_cannot_be_written_and_frames_too_small_are_one_error_line(trained, shots, tmp_path):
+    import cv2
+
+    root = ("--root", str(trained.root))
+    one_error_line(run_cli("watch", "-s", str(shots), *root, "--out", str(tmp_path / "no" / "w.jsonl")), "--out")
+    one_error_line(run_cli("watch", "-s", str(shots), *root, "--out", str(tmp_path)), "--out", "is a folder")
+    (tmp_path / "file.png").write_bytes(b"")
+    one_error_line(run_cli("watch", "-s", str(shots), *root, "--save", str(tmp_path / "file.png")), "--save")
+    for side in (1, 16):
+        video = tmp_path / f"tiny{side}.avi"
+        writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (side, side))
+        for _ in range(3):
+            writer.write(np.zeros((side, side, 3), np.uint8))
+        writer.release()
+        done = run_cli("watch", "-s", str(video), *root, "--fps", "0")
+        one_error_line(done, f"{side}x{side}", "too small")
+        assert done.stdout == ""
+    Image.new("RGB", (16, 16)).save(tmp_path / "tiny.png")  # one picture as the source: a video of one frame
+    one_error_line(run_cli("watch", "-s", str(tmp_path / "tiny.png"), *root), "16x16", "too small")
 
 
 def test_ctrl_c_stops_with_a_summary_and_exit_code_0(trained, shots):
@@ -241,38 +275,57 @@ def test_a_window_found_by_its_title_is_watched_where_it_is(trained, tmp_path):
 
 
 class _Detector:
-    def detect(self, image):
-        return Detections(np.array([[2, 2, 20, 30], [5, 5, 5, 5]], np.float32), np.array([1, 0]), np.array([0.9, 0.5]))
+    """Finds one box of ``found`` (and an empty one, which is dropped) on every frame."""
 
-    def names(self, classes):
-        return [["toon", "bossbot"][int(c)] for c in classes]
+    def __init__(self, found: str = "bossbot"):
+        self.classes, self.found = ["toon", "bossbot"], found
+
+    def detect(self, image, threshold=None):
+        sure = np.array([0.9, 0.01] if self.found == "toon" else [0.01, 0.9], np.float32)
+        return Detections(
+            np.array([[2, 2, 20, 30], [5, 5, 5, 5]], np.float32),
+            np.array([int(np.argmax(sure))] * 2),
+            np.array([0.9, 0.5], np.float32),
+            np.stack([sure, sure]),
+        )
 
 
 class _Classifier:
-    def __init__(self, labels):
-        self.labels = labels
+    """Says ``label`` with 0.8 for every crop, the rest spread over the task's other classes."""
+
+    def __init__(self, task, label):
+        from toonvision.data.taxonomy import task_classes
+
+        self.task, self.classes, self.label = task, task_classes(task), label
         self.calls = 0
 
-    def predict(self, crops):
+    def probabilities(self, crops):
         self.calls += 1
-        return [Result(self.labels[0], 0.8, (0.8, 0.2)) for _ in crops]
+        row = np.full(len(self.classes), 0.2 / (len(self.classes) - 1))
+        row[self.classes.index(self.label)] = 0.8
+        return np.tile(row, (len(crops), 1))
 
 
 def test_the_loop_caps_the_rate_and_stops_when_told():
+    from toonvision.serving.pipeline import Pipeline
     from toonvision.serving.watch import WatchStats, watch
 
     frames = (("f", np.zeros((40, 60, 3), np.uint8)) for _ in range(1000))
-    models = {"binary": _Classifier(["cog"]), "suit": _Classifier(["bb"]), "name": _Classifier(["flunky"])}
+    models = {
+        "binary": _Classifier("binary", "cog"),
+        "suit": _Classifier("suit", "bb"),
+        "name": _Classifier("name", "flunky"),
+    }
     stop = threading.Event()
     stats = WatchStats()
     start = time.perf_counter()
     records = []
-    for record in watch(frames, _Detector(), models, fps=20, on_frame=stats.add, stop=stop):
+    for record in watch(frames, Pipeline(models, _Detector()), fps=20, on_frame=stats.add, stop=stop):
         records.append(record)
         if len(records) == 5:
             stop.set()
     assert len(records) == 5 and time.perf_counter() - start >= 4 / 20
-    p = records[0].predictions
+    p = records[0].results.boxes
     assert len(p) == 1 and p[0].label == "cog_bb_flunky" and p[0].detector_class == "bossbot"  # empty box dropped
     assert stats.summary()["frames"] == 5 and set(stats.summary()["latency_ms"]) == {
         "capture",
@@ -280,32 +333,45 @@ def test_the_loop_caps_the_rate_and_stops_when_told():
         "classify",
         "total",
     }
-    toons = {"binary": _Classifier(["toon"]), "suit": _Classifier(["bb"])}
-    list(watch(iter([("f", np.zeros((40, 60, 3), np.uint8))]), _Detector(), toons, fps=0))
+    toons = {"binary": _Classifier("binary", "toon"), "suit": _Classifier("suit", "bb")}
+    list(watch(iter([("f", np.zeros((40, 60, 3), np.uint8))]), Pipeline(toons, _Detector("toon")), fps=0))
     assert toons["suit"].calls == 0  # no Cog on the frame: the suit model is not run
-    toons = {"binary": _Classifier(["toon"]), "suit": _Classifier(["bb"]), "animal": _Classifier(["cat"])}
-    (record,) = watch(iter([("f", np.zeros((40, 60, 3), np.uint8))]), _Detector(), toons, fps=0)
+    toons = {
+        "binary": _Classifier("binary", "toon"),
+        "suit": _Classifier("suit", "bb"),
+        "animal": _Classifier("animal", "cat"),
+    }
+    (record,) = watch(iter([("f", np.zeros((40, 60, 3), np.uint8))]), Pipeline(toons, _Detector("toon")), fps=0)
     assert toons["suit"].calls == 0 and toons["animal"].calls == 1
     (box,) = record.to_dict()["boxes"]
-    assert box["animal"] == "cat" and box["animal_confidence"] == 0.8 and box["label"] == "toon_cat"
+    assert box["animal"] == "cat" and box["label"] == "toon_cat" and box["conflict"] is None
+    assert box["animal_confidence"] == pytest.approx(0.8, abs=0.03)  # the animal model, times a sure kind
+    assert set(record.to_dict()["models"]) == set()  # models built in memory: no files to name
 
 
 def test_a_toon_box_gets_an_animal_and_a_cog_box_none(tmp_path):
     from PIL import Image
 
     from toonvision.data.annotations import Box
+    from toonvision.serving.pipeline import Pipeline
     from toonvision.serving.prediction import Target, fully_right, predict_targets
 
     shot = tmp_path / "ttc_1.png"
     Image.new("RGB", (120, 80), (90, 90, 90)).save(shot)
     boxes = [Box("toon_cat", 5, 5, 40, 70), Box("toon_dog", 50, 5, 90, 70)]
-    models = {"binary": _Classifier(["toon"]), "suit": _Classifier(["bb"]), "animal": _Classifier(["cat"])}
-    (target,) = predict_targets([Target(shot, boxes)], models)
-    cat, dog = target.predictions
-    assert (cat.animal, cat.animal_confidence, cat.suit, cat.label) == ("cat", 0.8, None, "toon_cat")
-    assert cat.caption == "toon cat 0.80" and cat.confidence == 0.8
+    models = {
+        "binary": _Classifier("binary", "toon"),
+        "suit": _Classifier("suit", "bb"),
+        "animal": _Classifier("animal", "cat"),
+    }
+    (target,) = predict_targets([Target(shot, boxes)], Pipeline(models))
+    cat, dog = target.results.boxes
+    assert (cat.animal, cat.suit, cat.name, cat.label) == ("cat", None, None, "toon_cat")
+    assert cat.confidence == pytest.approx(0.8 * 0.8) and cat.caption == "toon cat 0.64"
     # With an animal predicted, a Toon is fully right only when it is the annotated animal.
     assert fully_right(cat.to_dict()) and not fully_right(dog.to_dict())
-    (plain,) = predict_targets([Target(shot, boxes[:1])], {"binary": _Classifier(["toon"])})[0].predictions
-    assert plain.animal is None and plain.label == "toon" and fully_right(plain.to_dict())
+    (plain,) = predict_targets([Target(shot, boxes[:1])], Pipeline({"binary": _Classifier("binary", "toon")}))[
+        0
+    ].results.boxes
+    assert plain.animal is None and plain.label is None and plain.shown == "toon" and fully_right(plain.to_dict())
     assert plain.caption == f"toon {plain.kind_confidence:.2f}"

@@ -1,13 +1,14 @@
 """ToonVision: teach a machine to see in ToonTown Online.
 
-The command line is ``toonvision``; programs use :class:`toonvision.Classifier` to classify crops and
-:class:`toonvision.Detector` to find every Toon and Cog in a screenshot.
+The command line is ``toonvision``. A program holds one :class:`toonvision.Pipeline` (the detector and the
+classifiers together; calling it on a screenshot gives :class:`toonvision.Results`); :class:`toonvision.Classifier`
+and :class:`toonvision.Detector` run one model at a time.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["Classifier", "Detector", "__version__"]
+__all__ = ["Classifier", "Detector", "Pipeline", "Results", "__version__"]
 
 
 def __getattr__(name: str):
@@ -20,4 +21,8 @@ def __getattr__(name: str):
         from toonvision.serving.detector import Detector
 
         return Detector
+    if name in ("Pipeline", "Results"):
+        from toonvision.serving import pipeline
+
+        return getattr(pipeline, name)
     raise AttributeError(f"module 'toonvision' has no attribute {name!r}")

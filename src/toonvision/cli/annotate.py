@@ -9,17 +9,18 @@ import typer
 from rich.table import Table
 
 from toonvision.cli.common import (
+    BoxScore,
     Root,
     ServingDetector,
     ServingModels,
     console,
     fail,
     header,
-    load_models,
     progress,
     warn,
     workspace,
 )
+from toonvision.serving.thresholds import BOX_SCORE
 
 
 def annotate(
@@ -33,13 +34,18 @@ def annotate(
     ] = "voc",
     model: ServingModels = None,
     detector: ServingDetector = None,
-    conf: Annotated[float, typer.Option(min=0.0, max=1.0, help="Detector score a box needs to be proposed.")] = 0.3,
+    conf: BoxScore = BOX_SCORE,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be written; write nothing.")] = False,
     refresh: Annotated[
         bool,
         typer.Option(
-            help="Rewrite earlier pre-annotations nobody has reviewed yet (e.g. after training better models)."
+            help="Rewrite earlier pre-annotations nobody has reviewed yet (e.g. after training better models); only "
+            "those the same detector proposed, unless --any-detector."
         ),
+    ] = False,
+    any_detector: Annotated[
+        bool,
+        typer.Option("--any-detector", help="With --refresh: also replace pre-annotations another detector proposed."),
     ] = False,
     rank: Annotated[
         str | None,
@@ -83,28 +89,34 @@ def annotate(
         return
     if review is not None:
         raise fail("--review goes with --rank uncertain")
-    annotate_folder(ws, folder, states, fmt, model, detector, conf, dry_run, refresh)
+    if any_detector and not refresh:
+        raise fail("--any-detector goes with --refresh")
+    annotate_folder(ws, folder, states, fmt, model, detector, conf, dry_run, refresh, any_detector)
 
 
-def annotate_folder(ws, folder, states, fmt, model, detector, conf, dry_run, refresh) -> None:
-    from toonvision.data.taxonomy import all_labels
-    from toonvision.serving.annotate import FORMATS, NEEDED, annotate_screenshots, plan
+def annotate_folder(ws, folder, states, fmt, model, detector, conf, dry_run, refresh, any_detector) -> None:
+    from toonvision.data.taxonomy import TASKS, all_labels
+    from toonvision.serving.annotate import FORMATS, annotate_screenshots, plan
+    from toonvision.serving.pipeline import Pipeline
 
     if fmt not in FORMATS:
         raise fail(f"--format {fmt!r}: choose from {', '.join(FORMATS)}")
-    steps = plan(states, fmt, refresh)
-    todo = [s for s in steps if s.action in ("write", "refresh")]
     try:
-        found, classifiers, used = load_models(ws, model, detector, conf, threads=None)
-    except ValueError as exc:
+        pipe = Pipeline.load(ws.root, models=model or [], detector=detector, conf=conf)
+    except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
-    missing = [task for task in NEEDED if task not in classifiers]  # load_models said so for the detector
+    if pipe.detector is None:
+        raise fail(f"no trained detector in {ws.runs}: train one with 'toonvision train --task detect'")
+    missing = [task for task in TASKS if task not in pipe.classifiers]  # every model has its say on a full label
     if missing:
         how = "; ".join(f"{task}: 'toonvision train --task {task}'" for task in missing)
         raise fail(
             f"annotate writes full labels and needs a {', '.join(missing)} model too (none in {ws.runs}): train "
             f"{'it' if len(missing) == 1 else 'them'} first ({how}) or give --model"
         )
+    steps = plan(states, fmt, refresh, detector=pipe.models.get("detect"), any_detector=any_detector)
+    todo = [s for s in steps if s.action in ("write", "refresh")]
+    used = pipe.models
     header(
         "annotate",
         root=ws.root,
@@ -120,20 +132,22 @@ def annotate_folder(ws, folder, states, fmt, model, detector, conf, dry_run, ref
     with progress() as bar:
         task_id = bar.add_task("annotating", total=len(todo))
         summary = annotate_screenshots(
-            todo,
-            found,
-            classifiers,
-            used,
-            labels,
-            dry_run=dry_run,
-            on_screenshot=lambda _: bar.advance(task_id),
+            todo, pipe, labels, dry_run=dry_run, on_screenshot=lambda _: bar.advance(task_id)
         )
     left = [(s.state.image, s.action) for s in steps if s.action not in ("write", "refresh")] + summary.left
-    table = Table("screenshot", "annotation", "boxes", "least sure box", title=f"Pre-annotations ({folder})")
+    table = Table(
+        "screenshot", "annotation", "boxes", "least sure box", "disagreements", title=f"Pre-annotations ({folder})"
+    )
     for path, proposal in summary.written + summary.refreshed:
         least = min(proposal.details, key=lambda d: d["confidence"], default=None)
         shown = f"{least['label']} {least['confidence']:.2f}" if least else "nothing found"
-        table.add_row(proposal.image.relative_to(folder).as_posix(), path.name, str(len(proposal.boxes)), shown)
+        table.add_row(
+            proposal.image.relative_to(folder).as_posix(),
+            path.name,
+            str(len(proposal.boxes)),
+            shown,
+            str(proposal.conflicts or ""),
+        )
     if summary.written or summary.refreshed:
         console.print(table)
     for image, problem in summary.problems:
@@ -141,6 +155,7 @@ def annotate_folder(ws, folder, states, fmt, model, detector, conf, dry_run, ref
     reasons = {
         "reviewed": "annotated by a person",
         "pre-annotated": "pre-annotated earlier (--refresh rewrites)",
+        "other-detector": "proposed by another detector (--any-detector replaces)",
     }
     counted: dict[str, int] = {}
     for _, why in left:

@@ -30,13 +30,13 @@ Task = Annotated[
         "--task", help="binary (cog vs toon), suit (4 suits), name (32 Cog names) or animal (11 Toon animals)."
     ),
 ]
-# The models of the verbs that run the detector and the classifiers together (watch, annotate): load_models.
+# The models of the verbs that run the detector and the classifiers together: toonvision.Pipeline.load.
 ServingModels = Annotated[
     list[Path] | None,
     typer.Option(
         "--model",
-        help="Classifiers to use (run folders, .keras or .onnx files, repeatable); default: the workspace's best per "
-        "task, their .onnx export when there is one.",
+        help="Models to use (run folders, .keras or .onnx files, repeatable; a detector among them if wished); each "
+        "replaces its task's default, the workspace's best per task (its .onnx export when there is one).",
     ),
 ]
 ServingDetector = Annotated[
@@ -45,6 +45,7 @@ ServingDetector = Annotated[
         "--detector", help="The detector (a detect run folder, .keras or .onnx); default: the workspace's newest."
     ),
 ]
+BoxScore = Annotated[float, typer.Option("--conf", min=0.0, max=1.0, help="Detector score a box needs to be kept.")]
 Epochs = Annotated[int, typer.Option(help="Epochs to train (the spec: 25; its optimizer comparison: 20).")]
 Precision = Annotated[
     str,
@@ -130,46 +131,3 @@ def unreviewed_left_out(count: int) -> None:
             f"{count} unreviewed pre-annotations left out (review them in labelImg, or --include-unreviewed); "
             "'toonvision annotate --rank uncertain' lists them, least sure first"
         )
-
-
-def load_models(ws, model: list[Path] | None, detector: Path | None, conf: float, threads: int | None):
-    """The Detector, the classifiers by task and the path of each (watch and annotate), picked as ``predict``
-    picks them; the .onnx export beside a model is preferred (ONNX Runtime takes a thread count and needs no
-    TensorFlow). ValueError says what is missing and how to train it."""
-    from toonvision.learning.backend import configure_threads
-    from toonvision.learning.model_files import ModelError, find_best_models, locate_model, newest_detector
-    from toonvision.serving.detector import Detector
-    from toonvision.serving.inference import Classifier
-
-    try:
-        sources = [locate_model(p, ws.root) for p in model] if model else list(find_best_models(ws.runs).values())
-        detectors = [s for s in sources if s.task == "detect"]
-        sources = [s for s in sources if s.task != "detect"]
-        if detector is not None:
-            detectors = [locate_model(detector, ws.root)]
-        if not detectors:
-            newest = newest_detector(ws.runs)
-            if newest is None:
-                raise ModelError(f"no trained detector in {ws.runs}: train one with 'toonvision train --task detect'")
-            detectors = [newest]
-        # A .keras file named on the command line is what the user wants timed or checked: kept as given.
-        asked = {Path(p).resolve() for p in [*(model or []), *([detector] if detector else [])] if p.suffix == ".keras"}
-        paths = [s.path if s.path.resolve() in asked else _prefer_onnx(s) for s in [detectors[0], *sources]]
-        if not all(p.suffix.lower() == ".onnx" for p in paths):
-            tensorflow()
-            configure_threads(threads)
-        found = Detector.load(paths[0], threshold=conf, threads=threads)
-        classifiers, used = {}, {"detect": str(paths[0])}
-        for path in paths[1:]:
-            clf = Classifier.load(path, threads=threads)
-            classifiers[clf.task], used[clf.task] = clf, str(path)
-    except ModelError as exc:
-        raise ValueError(str(exc)) from None
-    if "binary" not in classifiers:
-        raise ValueError(f"no trained binary model in {ws.runs}: run 'toonvision train' or give --model")
-    return found, classifiers, used
-
-
-def _prefer_onnx(source) -> Path:
-    onnx = source.sibling(".onnx")
-    return onnx if not source.is_onnx and onnx.is_file() else source.path

@@ -37,6 +37,7 @@ from rich.console import Console
 from rich.table import Table
 
 from toonvision.cli.common import console, header, tensorflow, workspace
+from toonvision.serving.thresholds import PICTURE_SCORE
 
 if TYPE_CHECKING:
     from toonvision.data.workspace import Workspace
@@ -45,9 +46,6 @@ HOLDOUT_SCREENSHOTS = 4
 HOLDOUT_SEED_OFFSET = 10_000  # far from the seeds the main render uses
 DETECT_HOLDOUT_SCREENSHOTS = 30  # enough boxes (~70) for an AP that means something
 DETECT_HOLDOUT_SEED_OFFSET = 20_000
-# The demo's detector trains for about a minute: it ranks boxes well before its scores grow confident, so the
-# held-out copies draw boxes from a lower score than predict's default (0.3) would.
-DEMO_DETECT_THRESHOLD = 0.15
 
 
 @dataclass(frozen=True)
@@ -328,41 +326,37 @@ def predict_holdout(
     would run them: exported to ONNX (into <out>/models/) and classified with ONNX Runtime. Then the same
     screenshots as a bot sees them, without annotations: the detector's boxes, classified the same way."""
     from toonvision.data.files import write_json
-    from toonvision.serving.detector import Detector
     from toonvision.serving.export import export
-    from toonvision.serving.inference import Classifier
-    from toonvision.serving.prediction import Target, annotate, collect_targets, detect_targets, predict_targets
+    from toonvision.serving.pipeline import Pipeline
+    from toonvision.serving.prediction import Target, collect_targets, predict_targets
 
     shots = sorted(screenshots.glob("*.png"))
-    targets = collect_targets(shots)
     sources = {"binary": binary, **task_runs, "detect": detector}
     exported = {task: export(src, out / "models" / f"{task}.onnx").path for task, src in sources.items()}
-    classifiers = {task: Classifier.load(path) for task, path in exported.items() if task != "detect"}
-    predict_targets(targets, classifiers)
-    found = detect_targets(
-        [Target(shot, detect=True) for shot in shots],
-        Detector.load(exported["detect"], threshold=DEMO_DETECT_THRESHOLD),
+    pipe = Pipeline.load(
+        out, models=[exported[t] for t in exported if t != "detect"], detector=exported["detect"], conf=PICTURE_SCORE
     )
-    predict_targets(found, classifiers)
+    targets = predict_targets(collect_targets(shots), pipe)
+    found = predict_targets([Target(shot, detect=True) for shot in shots], pipe)
     out.mkdir(parents=True, exist_ok=True)
     for t in found:
-        console.print(f"wrote {annotate(t, out / f'{t.image.stem}.detected.png')}")
+        console.print(f"wrote {t.results.save(out / f'{t.image.stem}.detected.png')}")
     table = Table("screenshot", "box", "prediction", "confidence", "true label", title="Held-out screenshots")
     for t in targets:
-        for p in t.predictions:
+        for b in t.results.boxes:
             table.add_row(
-                t.image.name, " ".join(map(str, p.box or ())), p.label, f"{p.confidence:.3f}", p.true_label or ""
+                t.image.name, " ".join(map(str, b.xyxy or ())), b.shown, f"{b.confidence:.3f}", b.true_label or ""
             )
-        console.print(f"wrote {annotate(t, out / f'{t.image.stem}.predicted.png')}")
+        console.print(f"wrote {t.results.save(out / f'{t.image.stem}.predicted.png')}")
     console.print(table)
     write_json(
         out / "predictions.json",
         {
             "models": {t: str(m) for t, m in sources.items()},
-            "detect_threshold": DEMO_DETECT_THRESHOLD,
-            "onnx": {t: str(m) for t, m in exported.items()},
-            "predictions": [p.to_dict() for t in targets for p in t.predictions],
-            "detected": [p.to_dict() for t in found for p in t.predictions],
+            "detect_threshold": PICTURE_SCORE,
+            "onnx": pipe.models,
+            "predictions": [{"source": str(t.image), **b.to_dict()} for t in targets for b in t.results.boxes],
+            "detected": [{"source": str(t.image), **b.to_dict()} for t in found for b in t.results.boxes],
         },
     )
     return {"path": str(out / "predictions.json")}

@@ -9,7 +9,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from toonvision.cli.common import Root, console, fail, header, tensorflow, workspace
+from toonvision.cli.common import (
+    BoxScore,
+    Root,
+    ServingDetector,
+    ServingModels,
+    console,
+    fail,
+    header,
+    tensorflow,
+    workspace,
+)
+from toonvision.serving.thresholds import BOX_SCORE
 
 EXPORT_FORMATS = ("onnx",)
 
@@ -19,13 +30,7 @@ def predict(
         list[Path], typer.Argument(help="Crops, folders of crops, or screenshots with an annotation beside them.")
     ],
     root: Root = Path("img"),
-    model: Annotated[
-        list[Path] | None,
-        typer.Option(
-            help="Models to use (run folders, .keras or .onnx files, repeatable); default: the workspace's best per "
-            "task."
-        ),
-    ] = None,
+    model: ServingModels = None,
     boxes: Annotated[
         Path | None, typer.Option(help="A JSON list of boxes [xmin, ymin, xmax, ymax] for the screenshot.")
     ] = None,
@@ -34,14 +39,8 @@ def predict(
         bool,
         typer.Option("--whole", help="Classify an image without boxes as one crop even if it looks like a screenshot."),
     ] = False,
-    detector: Annotated[
-        Path | None,
-        typer.Option(
-            help="The detector for screenshots without boxes (a detect run folder, .keras or .onnx); default: the "
-            "workspace's newest."
-        ),
-    ] = None,
-    conf: Annotated[float, typer.Option(min=0.0, max=1.0, help="Detector score a box needs to be kept.")] = 0.3,
+    detector: ServingDetector = None,
+    conf: BoxScore = BOX_SCORE,
 ) -> None:
     """Classify what is on screen: for each box, Cog or Toon, for Cogs the suit and the name, for Toons the animal.
 
@@ -52,9 +51,9 @@ def predict(
     """
     from toonvision.data.files import new_run_dir
     from toonvision.data.images import ImageError
-    from toonvision.learning.model_files import ModelError, find_best_models, locate_model
-    from toonvision.serving.inference import Classifier
-    from toonvision.serving.prediction import annotate, collect_targets, detect_targets, predict_targets
+    from toonvision.learning.model_files import ModelError
+    from toonvision.serving.pipeline import Pipeline
+    from toonvision.serving.prediction import collect_targets, predict_targets
 
     ws = workspace(root)
     try:
@@ -63,80 +62,50 @@ def predict(
         raise fail(str(exc)) from None
     if boxes is not None and len(targets) != 1:
         raise fail("--boxes goes with exactly one screenshot")
-    try:
-        sources = [locate_model(p, ws.root) for p in model] if model else list(find_best_models(ws.runs).values())
-        detector_sources = [s for s in sources if s.task == "detect"]  # --model may name the detector too
-        sources = [s for s in sources if s.task != "detect"]
-        if detector is not None:
-            detector_sources = [locate_model(detector, ws.root)]
-        if not any(s.is_onnx for s in sources):
-            tensorflow()
-        found = find_detector(ws, targets, detector_sources, conf)
-        if found is not None:
-            used_detector = str(found[1])
-            detect_targets(targets, found[0])
-        classifiers = {}
-        for source in sources:
-            clf = Classifier.load(source.path)
-            classifiers[clf.task] = (clf, source.path)
-        if "binary" not in classifiers:
-            raise fail(f"no trained binary model in {ws.runs}: run 'toonvision train' or give --model")
-        predict_targets(targets, {task: clf for task, (clf, _) in classifiers.items()})
-    except (FileNotFoundError, ModelError, ImageError, ValueError) as exc:
-        raise fail(str(exc)) from None
-    used = {task: str(path) for task, (_, path) in classifiers.items()}
-    if found is not None:
-        used["detect"] = used_detector
-    if as_json:
-        predictions = [p.to_dict() for t in targets for p in t.predictions]
-        print(json.dumps({"models": used, "predictions": predictions}, indent=2))
-        return
-    header("predict", root=root, **{f"model_{t}": p for t, p in used.items()})
-    detected = any(t.scores is not None for t in targets)
-    columns = ["image", "box", *(["detector"] if detected else []), "prediction", "confidence", "true label"]
-    table = Table(*columns, title="Predictions")
-    for t in targets:
-        for p in t.predictions:
-            confidence = p.confidence
-            found_by = [f"{p.detector_class} {p.detector_score:.2f}" if p.detector_class else ""] if detected else []
-            table.add_row(
-                t.image.name,
-                " ".join(map(str, p.box)) if p.box else "whole",
-                *found_by,
-                p.label,
-                f"{confidence:.3f}",
-                p.true_label or "",
-            )
-    console.print(table)
-    for t in targets:
-        if t.scores is not None and not t.predictions:
-            console.print(f"{t.image.name}: the detector found no Toon or Cog (score >= {conf})")
-    screenshots = [t for t in targets if t.boxes is not None and t.predictions]
-    if screenshots:
-        out = new_run_dir(ws.runs / "predict", screenshots[0].image.stem if len(screenshots) == 1 else "batch")
-        for t in screenshots:
-            console.print(f"wrote {annotate(t, out / f'{t.image.stem}.predicted.png')}")
-
-
-def find_detector(ws, targets, sources, conf: float):
-    """The Detector for targets without boxes, and its path; None when no target needs one."""
-    from toonvision.learning.model_files import ModelError, newest_detector
-    from toonvision.serving.detector import Detector
-
     needing = [t for t in targets if t.detect]
-    if not needing:
-        return None
-    if not sources:
-        newest = newest_detector(ws.runs)
-        if newest is None:
-            raise ModelError(
+    try:
+        pipe = Pipeline.load(ws.root, models=model or [], detector=detector, conf=conf, with_detector=bool(needing))
+        if needing and pipe.detector is None:
+            raise fail(
                 f"{needing[0].image} is a whole screenshot with no boxes and there is no trained detector in "
                 f"{ws.runs}: train one with 'toonvision train --task detect', give its boxes (a labelImg file "
                 "beside it or --boxes), or --whole to classify it as one crop"
             )
-        sources = [newest]
-    path = sources[0].path
-    return Detector.load(path, threshold=conf), path
+        if "binary" not in pipe.classifiers:
+            raise fail(f"no trained binary model in {ws.runs}: run 'toonvision train' or give --model")
+        predict_targets(targets, pipe)
+    except (FileNotFoundError, ModelError, ImageError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        boxes_found = [{"source": str(t.image), **b.to_dict()} for t in targets for b in t.results.boxes]
+        print(json.dumps({"models": pipe.models, "predictions": boxes_found}, indent=2))
+        return
+    header("predict", root=root, **{f"model_{t}": p for t, p in pipe.models.items()})
+    detected = bool(needing)
+    unsure = any(b.conflict for t in targets for b in t.results.boxes)
+    columns = ["image", "box", *(["detector"] if detected else []), "prediction", "confidence", "true label"]
+    table = Table(*columns, *(["disagreement"] if unsure else []), title="Predictions")
+    for t in targets:
+        for b in t.results.boxes:
+            found_by = [f"{b.detector_class} {b.detector_score:.2f}" if b.detector_class else ""] if detected else []
+            table.add_row(
+                t.image.name,
+                " ".join(map(str, b.xyxy)) if b.xyxy else "whole",
+                *found_by,
+                b.shown,
+                f"{b.confidence:.3f}",
+                b.true_label or "",
+                *([b.conflict or ""] if unsure else []),
+            )
+    console.print(table)
+    for t in needing:
+        if not t.results.boxes:
+            console.print(f"{t.image.name}: the detector found no Toon or Cog (score >= {conf})")
+    screenshots = [t for t in targets if (t.boxes is not None or t.detect) and t.results.boxes]
+    if screenshots:
+        out = new_run_dir(ws.runs / "predict", screenshots[0].image.stem if len(screenshots) == 1 else "batch")
+        for t in screenshots:
+            console.print(f"wrote {t.results.save(out / f'{t.image.stem}.predicted.png')}")
 
 
 def export(

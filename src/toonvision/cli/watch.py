@@ -12,7 +12,8 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from toonvision.cli.common import Root, ServingDetector, ServingModels, err, fail, load_models, warn, workspace
+from toonvision.cli.common import BoxScore, Root, ServingDetector, ServingModels, err, fail, warn, workspace
+from toonvision.serving.thresholds import BOX_SCORE
 
 SOURCES = "screen, synth, a folder of screenshots or a video file"
 
@@ -30,7 +31,7 @@ def watch(
     root: Root = Path("img"),
     model: ServingModels = None,
     detector: ServingDetector = None,
-    conf: Annotated[float, typer.Option(min=0.0, max=1.0, help="Detector score a box needs to be kept.")] = 0.3,
+    conf: BoxScore = BOX_SCORE,
     region: Annotated[
         str | None, typer.Option(help="The part of the screen to watch: x,y,width,height in pixels.")
     ] = None,
@@ -63,13 +64,18 @@ def watch(
     """Watch the screen live: every frame, find each Toon and Cog, and name it (Cog or Toon; a Cog's suit and
     name, a Toon's animal).
 
-    Models are picked as [bold]predict[/] picks them. One JSON line per frame (frame, source, time, boxes with
-    the detector's class and score, kind, suit, name and animal with confidences, latency_ms per stage) goes to stdout
-    or --out; a status line on stderr shows frames per second and the latency of capture, detect and classify.
+    Models are picked as [bold]predict[/] picks them, and every box is labelled by the same rule. One JSON line
+    per frame (frame, source, time, boxes with their label, confidence, kind, suit, name and animal with
+    confidences, the detector's class and score and any disagreement, latency_ms per stage, and the model files)
+    goes to stdout or --out; a status line on stderr shows frames per second and the latency of capture, detect
+    and classify.
     Ctrl-C (or the end of the source, or --max-frames) stops it with a summary on stderr and exit code 0.
     """
+    from toonvision.serving.pipeline import Pipeline
     from toonvision.serving.watch import SourceError, WatchStats, leave_a_core
     from toonvision.serving.watch import watch as watch_loop
+
+    failed = None
 
     stop = threading.Event()
 
@@ -77,18 +83,24 @@ def watch(
         stop.set()  # finish the frame in hand, then the summary
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
 
+    check_outputs(out, save)
     previous = signal.signal(signal.SIGINT, interrupted)
     try:
         frames = open_source(source, region, loop, size, seed, window_title)
         window = open_window() if show else None
         threads = threads or leave_a_core()
-        found, classifiers, used = load_models(workspace(root), model, detector, conf, threads)
+        ws = workspace(root)
+        pipe = Pipeline.load(ws.root, models=model or [], detector=detector, conf=conf, threads=threads)
+        if pipe.detector is None:
+            raise ValueError(f"no trained detector in {ws.runs}: train one with 'toonvision train --task detect'")
+        if "binary" not in pipe.classifiers:
+            raise ValueError(f"no trained binary model in {ws.runs}: run 'toonvision train' or give --model")
     except (SourceError, FileNotFoundError, ValueError, RuntimeError) as exc:
         signal.signal(signal.SIGINT, previous)
         raise fail(str(exc)) from None
     err.print(
         f"[bold]toonvision watch[/]: source={source} fps={fps or 'unlimited'} threads={threads} "
-        + " ".join(f"{task}={path}" for task, path in used.items()),
+        + " ".join(f"{task}={path}" for task, path in pipe.models.items()),
         highlight=False,
         soft_wrap=True,
     )
@@ -100,23 +112,21 @@ def watch(
     try:
         if status is not None:
             status.start()
-        records = watch_loop(
-            frames, found, classifiers, fps=fps, max_frames=max_frames, stop=stop, keep_image=bool(save or show)
-        )
+        records = watch_loop(frames, pipe, fps=fps, max_frames=max_frames, stop=stop, keep_image=bool(save or show))
         for record in records:
             stats.add(record)
             sink.write(json.dumps(record.to_dict()) + "\n")
             sink.flush()
             if save is not None:
-                from toonvision.serving.prediction import annotate_frame
-
-                annotate_frame(record.image, record.predictions, save / f"frame_{record.index:06d}.png")
+                record.results.save(save / f"frame_{record.index:06d}.png", fast=True)
             if window is not None and not window(record):
                 break
             if status is not None:
                 status.update(_status_text(stats))
     except BrokenPipeError:  # stdout piped into head and closed: the reader has what it wanted
         pass
+    except SourceError as exc:  # a frame that cannot be looked at: what came before is written, then one line
+        failed = str(exc)
     finally:
         if status is not None:
             status.stop()
@@ -124,6 +134,20 @@ def watch(
             sink.close()
         signal.signal(signal.SIGINT, previous)
     print_summary(stats, stopped=stop.is_set())
+    if failed is not None:
+        raise fail(failed)
+
+
+def check_outputs(out: Path | None, save: Path | None) -> None:
+    """--out must be a file in a folder that exists, --save a folder (made when missing): said before any model
+    loads or frame is taken."""
+    if out is not None:
+        if out.is_dir():
+            raise fail(f"--out {out} is a folder: give the file to write the JSON lines to")
+        if not out.parent.is_dir():
+            raise fail(f"--out {out}: the folder {out.parent} does not exist")
+    if save is not None and save.exists() and not save.is_dir():
+        raise fail(f"--save {save} is a file: give a folder for the drawn frames")
 
 
 def open_source(
@@ -131,6 +155,7 @@ def open_source(
 ) -> Iterator[Any]:
     """The frames of ``--source``; SourceError (or ValueError) says why there are none."""
     from toonvision.serving.watch import (
+        RegionError,
         SourceError,
         find_window,
         folder_frames,
@@ -147,6 +172,8 @@ def open_source(
         try:
             window = find_window(window_title) if window_title is not None else None
             return screen_frames(parse_region(region) if region else None, window)
+        except RegionError:
+            raise
         except SourceError as exc:
             raise SourceError(f"{exc}; without a screen, watch {SOURCES.replace('screen, ', '')}") from None
     if source == "synth":
@@ -205,11 +232,7 @@ def open_window():
         ) from None
 
     def draw(record) -> bool:
-        from PIL import Image
-
-        from toonvision.serving.prediction import draw_predictions
-
-        img = draw_predictions(Image.fromarray(record.image), record.predictions)
+        img = record.results.plot()
         cv2.imshow("toonvision watch", cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2BGR))
         return cv2.waitKey(1) & 0xFF not in (ord("q"), 27)
 

@@ -89,11 +89,13 @@ class Truth:
 @dataclass(frozen=True)
 class Detections:
     """What a detector found in one screenshot: (M, 4) float32 ``x1 y1 x2 y2`` in the screenshot's pixels,
-    class indexes and scores, highest score first."""
+    class indexes and scores, highest score first; ``class_scores`` (M, classes) holds every class's score at
+    each box's peak, when the detector gave them."""
 
     boxes: np.ndarray
     classes: np.ndarray
     scores: np.ndarray
+    class_scores: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -102,12 +104,22 @@ class Detections:
         return iter((self.boxes, self.classes, self.scores))
 
     @classmethod
-    def empty(cls) -> Detections:
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    def empty(cls, num_classes: int = 0) -> Detections:
+        return cls(
+            np.zeros((0, 4), np.float32),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.float32),
+            np.zeros((0, num_classes), np.float32),
+        )
+
+    def placed(self, boxes: np.ndarray) -> Detections:
+        """The same detections with ``boxes`` (moved into another frame: the screenshot's pixels)."""
+        return Detections(boxes, self.classes, self.scores, self.class_scores)
 
     def above(self, threshold: float) -> Detections:
         keep = self.scores >= threshold
-        return Detections(self.boxes[keep], self.classes[keep], self.scores[keep])
+        class_scores = self.class_scores[keep] if self.class_scores is not None else None
+        return Detections(self.boxes[keep], self.classes[keep], self.scores[keep], class_scores)
 
 
 @dataclass

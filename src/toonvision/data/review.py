@@ -89,15 +89,16 @@ def review_state(image: Path, annotation: AnnotationFile | None) -> ReviewState:
 
 
 def rank_uncertain(states: Iterable[ReviewState]) -> list[tuple[ReviewState, float]]:
-    """The pre-annotated screenshots, least sure first: by their least sure box's confidence (the models'
-    product, as annotate recorded it). A screenshot where nothing was found comes first (0.0): only a person
-    can tell an empty street from one the detector missed."""
+    """The pre-annotated screenshots, least sure first: those where the detector and the classifiers disagree
+    on a box come first (the models contradict each other: one of them is wrong), then by their least sure
+    box's confidence (the models' product, as annotate recorded it). A screenshot where nothing was found
+    comes first among the rest (0.0): only a person can tell an empty street from one the detector missed."""
     ranked = [
         (state, float(state.sidecar.get("confidence") or 0.0))
         for state in states
         if state.status == PRE_ANNOTATED and state.sidecar is not None
     ]
-    return sorted(ranked, key=lambda item: (item[1], str(item[0].image)))
+    return sorted(ranked, key=lambda item: (not item[0].sidecar.get("conflicts"), item[1], str(item[0].image)))
 
 
 def link_for_review(ranked: Sequence[ReviewState], folder: Path) -> list[Path]:

@@ -262,8 +262,9 @@ def detection_loss(num_classes: int, input_size: tuple[int, int] = INPUT_SIZE, b
 
 def decode(
     output: np.ndarray, num_classes: int, *, top_k: int = 100, threshold: float = 0.05, pool: int = POOL
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One image's network output (H, W, num_classes + 4) -> boxes (input pixels), classes, scores, best first.
+) -> Detections:
+    """One image's network output (H, W, num_classes + 4) -> boxes (input pixels), classes, scores, best first,
+    and every class's score at each box's peak (what the labelling rule weighs against the classifiers).
 
     A cell is a detection when its score is the maximum of its ``pool`` x ``pool`` neighbourhood in its class (a
     max-pool does what non-maximum suppression does for heatmaps) and among the ``top_k`` best above
@@ -283,7 +284,7 @@ def decode(
     scores = np.where((heat == pooled) & (heat >= threshold), heat, 0.0).ravel()
     k = min(top_k, int(np.count_nonzero(scores)))
     if k == 0:
-        return np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32)
+        return Detections.empty(num_classes)
     top = np.argpartition(-scores, k - 1)[:k]
     top = top[np.argsort(-scores[top], kind="stable")]
     ys, rest = np.divmod(top, heat.shape[1] * num_classes)
@@ -291,7 +292,7 @@ def decode(
     d = dist[ys, xs]
     cx, cy = xs * STRIDE + STRIDE / 2, ys * STRIDE + STRIDE / 2
     boxes = np.stack([cx - d[:, 0], cy - d[:, 1], cx + d[:, 2], cy + d[:, 3]], axis=1).astype(np.float32)
-    return boxes, classes.astype(np.int64), scores[top].astype(np.float32)
+    return Detections(boxes, classes.astype(np.int64), scores[top].astype(np.float32), heat[ys, xs])
 
 
 def decode_batch(
@@ -300,6 +301,6 @@ def decode_batch(
     """Network outputs of a batch -> one :class:`Detections` per image, in each screenshot's own pixels."""
     out = []
     for output, box in zip(outputs, letterboxes, strict=True):
-        boxes, classes, scores = decode(output, num_classes, top_k=top_k, threshold=threshold)
-        out.append(Detections(box.to_image(boxes), classes, scores))
+        found = decode(output, num_classes, top_k=top_k, threshold=threshold)
+        out.append(found.placed(box.to_image(found.boxes)))
     return out

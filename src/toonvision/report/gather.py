@@ -486,8 +486,8 @@ def predictions(folder: Path) -> Predictions | None:
     rows = [
         PredictionRow(
             Path(p["source"]).name,
-            p["label"],
-            p.get("name_confidence") or p.get("animal_confidence") or p.get("kind_confidence"),
+            p.get("label") or p.get("kind"),
+            p.get("confidence"),
             p.get("true_label") or "",
             "yes" if fully_right(p) else ("no" if p.get("true_label") else ""),
         )

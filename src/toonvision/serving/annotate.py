@@ -17,10 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from toonvision.data.annotations import Annotation, Box, createml_entry, voc_bytes, yolo_text
-from toonvision.data.detection import screenshot_array
 from toonvision.data.files import create_exclusive, write_bytes_atomic
 from toonvision.data.review import (
     PRE_ANNOTATED,
@@ -31,96 +27,50 @@ from toonvision.data.review import (
     read_sidecar,
     sidecar_path,
 )
-from toonvision.data.taxonomy import SUITS, TASKS
+from toonvision.serving.pipeline import ANNOTATION_FORMATS, ANNOTATION_SUFFIX, Pipeline, Results, yolo_classes
 
-FORMATS = ("voc", "yolo", "createml")
-SUFFIX = {"voc": ".xml", "yolo": ".txt", "createml": ".json"}
-NEEDED = TASKS  # a full label for every box needs a classifier of each task (and the detector)
-SUIT_OF_NAME = {name: suit.short for suit in SUITS for name in suit.cogs}
+FORMATS = ANNOTATION_FORMATS
+SUFFIX = ANNOTATION_SUFFIX
 
 
 @dataclass
 class Proposal:
-    """What the models see in one screenshot: boxes with full labels, and what each model said of each."""
+    """What the pipeline sees in one screenshot, as annotate writes it: full labels, and per box what each
+    model said (the sidecar's record)."""
 
-    image: Path
-    width: int
-    height: int
-    boxes: list[Box] = field(default_factory=list)
-    details: list[dict[str, Any]] = field(default_factory=list)  # per box, in the order of ``boxes``
+    results: Results
+
+    @property
+    def image(self) -> Path:
+        return self.results.path  # type: ignore[return-value]
+
+    @property
+    def boxes(self) -> list[Any]:
+        return self.results.boxes
+
+    @property
+    def details(self) -> list[dict[str, Any]]:
+        """Per box: everything the pipeline said, with ``confidence`` the detector's score times the label's
+        probability (how sure the whole answer is: what the ranking goes by)."""
+        return [
+            {**b.to_dict(), "label_confidence": round(b.confidence, 4), "confidence": round(b.score, 4)}
+            for b in self.results.boxes
+        ]
 
     @property
     def confidence(self) -> float | None:
         """The least sure box's confidence: how much a person's look is needed here (None: no box found)."""
-        return min((d["confidence"] for d in self.details), default=None)
+        return min((round(b.score, 4) for b in self.results.boxes), default=None)
+
+    @property
+    def conflicts(self) -> int:
+        """Boxes the detector and the classifiers disagree on: a person should look at those first."""
+        return sum(1 for b in self.results.boxes if b.conflict)
 
 
-def label_boxes(crops: Sequence[Any], classifiers: dict[str, Any]) -> list[tuple[str, float, dict[str, Any]]]:
-    """A full taxonomy label per crop with its confidence and what each classifier said.
-
-    Cogs: the suit and name models are read together: the label is the Cog name with the highest
-    p(name) x p(its suit), so the suit and the name never disagree, its confidence that product normalised over
-    the 32 names. Toons: the animal model's best. The confidence of the label is times the binary model's.
-    """
-    crops = list(crops)
-    kinds, suits, names, animals = (classifiers[task].predict(crops) for task in ("binary", "suit", "name", "animal"))
-    suit_classes, name_classes = classifiers["suit"].classes, classifiers["name"].classes
-    suit_index = np.array([suit_classes.index(SUIT_OF_NAME[n]) for n in name_classes])
-    out = []
-    for kind, suit, name, animal in zip(kinds, suits, names, animals, strict=True):
-        said = {
-            "kind": kind.label,
-            "kind_confidence": round(kind.confidence, 4),
-            "suit": suit.label,
-            "suit_confidence": round(suit.confidence, 4),
-            "name": name.label,
-            "name_confidence": round(name.confidence, 4),
-            "animal": animal.label,
-            "animal_confidence": round(animal.confidence, 4),
-        }
-        if kind.label == "cog":
-            joint = np.asarray(name.probabilities) * np.asarray(suit.probabilities)[suit_index]
-            best = int(np.argmax(joint))
-            cog = name_classes[best]
-            sure = float(joint[best] / joint.sum()) if joint.sum() > 0 else 0.0
-            out.append((f"cog_{SUIT_OF_NAME[cog]}_{cog}", kind.confidence * sure, said))
-        else:
-            out.append((f"toon_{animal.label}", kind.confidence * animal.confidence, said))
-    return out
-
-
-def propose(image: Path, detector: Any, classifiers: dict[str, Any]) -> Proposal:
-    """Detect and label every Toon and Cog of ``image`` (a :class:`toonvision.Detector` and classifiers for
-    binary, suit, name and animal, as :data:`NEEDED` lists). ImageError for an image that cannot be read."""
-    from PIL import Image
-
-    array = screenshot_array(image)  # the checks a detector input passes: readable, not 1x1, not 8000x8000
-    img = Image.fromarray(array)
-    proposal = Proposal(Path(image), img.width, img.height)
-    boxes, classes, scores = detector.detect(array)
-    # labelImg stores whole pixels; a box is clipped to the screenshot as labelImg's canvas clips it.
-    rounded = np.rint(np.asarray(boxes, np.float64).reshape(-1, 4)).astype(int)
-    rounded = np.clip(rounded, 0, [img.width, img.height, img.width, img.height])
-    pixel_boxes = [tuple(b) for b in rounded.tolist()]
-    kept = [i for i, (left, top, right, bottom) in enumerate(pixel_boxes) if right > left and bottom > top]
-    if not kept:
-        return proposal
-    crops = [img.crop(pixel_boxes[i]) for i in kept]
-    detector_names = detector.names(classes)
-    for i, (label, sure, said) in zip(kept, label_boxes(crops, classifiers), strict=True):
-        score = float(scores[i])
-        proposal.boxes.append(Box(label, *map(float, pixel_boxes[i])))
-        proposal.details.append(
-            {
-                "box": list(pixel_boxes[i]),
-                "label": label,
-                "confidence": round(score * sure, 4),
-                "detector_class": detector_names[i],
-                "detector_score": round(score, 4),
-                **said,
-            }
-        )
-    return proposal
+def propose(image: Path, pipeline: Pipeline) -> Proposal:
+    """Detect and label every Toon and Cog of ``image``. ImageError for an image that cannot be read."""
+    return Proposal(pipeline.detect(Path(image)))
 
 
 # --- what to do with each screenshot ---
@@ -129,13 +79,22 @@ def propose(image: Path, detector: Any, classifiers: dict[str, Any]) -> Proposal
 @dataclass(frozen=True)
 class Step:
     state: ReviewState
-    action: str  # "write", "refresh", or why it is left alone: "reviewed", "pre-annotated"
+    action: str  # "write", "refresh", or why it is left alone: "reviewed", "pre-annotated", "other-detector"
     format: str  # the format written: --format for a new file, the existing file's own on refresh
 
 
-def plan(states: Sequence[ReviewState], fmt: str, refresh: bool = False) -> list[Step]:
+def plan(
+    states: Sequence[ReviewState],
+    fmt: str,
+    refresh: bool = False,
+    *,
+    detector: str | None = None,
+    any_detector: bool = False,
+) -> list[Step]:
     """What annotate does with each screenshot: a person's annotation (reviewed) is always left alone, an
-    earlier pre-annotation only refreshed with ``refresh`` (in its own format), an unlabelled one written."""
+    earlier pre-annotation only refreshed with ``refresh`` (in its own format), an unlabelled one written.
+    A refresh replaces only what ``detector`` (the model file) proposed itself, unless ``any_detector``: a
+    one-epoch experiment must not silently empty a queue a better detector filled."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
     steps = []
@@ -144,45 +103,17 @@ def plan(states: Sequence[ReviewState], fmt: str, refresh: bool = False) -> list
             steps.append(Step(state, "reviewed", fmt))
         elif state.status == PRE_ANNOTATED:
             own = state.annotation.format if state.annotation else fmt
-            steps.append(Step(state, "refresh" if refresh else "pre-annotated", own))
+            before = ((state.sidecar or {}).get("models") or {}).get("detect")
+            if refresh and not any_detector and detector is not None and before not in (None, detector):
+                steps.append(Step(state, "other-detector", own))
+            else:
+                steps.append(Step(state, "refresh" if refresh else "pre-annotated", own))
         else:
             steps.append(Step(state, "write", fmt))
     return steps
 
 
 # --- writing ---
-
-
-def yolo_classes(folder: Path, labels: Sequence[str]) -> list[str]:
-    """The class list of ``folder``'s classes.txt, with ``labels`` it lacks appended (existing lines keep their
-    order, so every YOLO file already there keeps its meaning); written only when it changes."""
-    path = folder / "classes.txt"
-    classes = [line.strip() for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-    missing = [label for label in labels if label not in classes]
-    if missing or not path.is_file():
-        classes += missing
-        write_bytes_atomic(path, "".join(f"{c}\n" for c in classes).encode())
-    return classes
-
-
-def annotation_bytes(proposal: Proposal, fmt: str, classes: list[str] | None = None) -> bytes:
-    """The file labelImg would write for ``proposal`` (not verified: nobody has looked yet)."""
-    image = proposal.image
-    ann = Annotation(
-        filename=image.name,
-        width=proposal.width,
-        height=proposal.height,
-        boxes=list(proposal.boxes),
-        folder=image.parent.name,
-        path=str(image.resolve()),
-    )
-    if fmt == "voc":
-        return voc_bytes(ann)
-    if fmt == "yolo":
-        return yolo_text(ann, list(classes or [])).encode()
-    if fmt == "createml":
-        return json.dumps([createml_entry(ann)]).encode()
-    raise ValueError(f"unknown format {fmt!r}")
 
 
 class Changed(Exception):
@@ -201,7 +132,7 @@ def write_proposal(step: Step, proposal: Proposal, models: dict[str, str], all_l
         target = image.with_suffix(SUFFIX[step.format])
         before = {}
     classes = yolo_classes(image.parent, all_labels) if step.format == "yolo" else None
-    data = annotation_bytes(proposal, step.format, classes)
+    data = proposal.results.annotation(step.format, classes)
     digest = hashlib.sha256(data).hexdigest()
     record = {
         "kind": SIDECAR_KIND,
@@ -211,6 +142,7 @@ def write_proposal(step: Step, proposal: Proposal, models: dict[str, str], all_l
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "models": models,
         "confidence": proposal.confidence,
+        "conflicts": proposal.conflicts,
         "boxes": proposal.details,
     }
     if step.action == "refresh":
@@ -239,9 +171,7 @@ class AnnotateSummary:
 
 def annotate_screenshots(
     steps: Sequence[Step],
-    detector: Any,
-    classifiers: dict[str, Any],
-    models: dict[str, str],
+    pipeline: Pipeline,
     all_labels: Sequence[str],
     *,
     dry_run: bool = False,
@@ -260,7 +190,7 @@ def annotate_screenshots(
                 summary.left.append((image, step.action))
                 continue
             try:
-                proposal = propose(image, detector, classifiers)
+                proposal = propose(image, pipeline)
             except (ImageError, OSError, ValueError) as exc:
                 summary.problems.append((image, f"not read: {exc}"))
                 continue
@@ -270,7 +200,7 @@ def annotate_screenshots(
                 done.append((image.with_suffix(SUFFIX[step.format]), proposal))
                 continue
             try:
-                done.append((write_proposal(step, proposal, models, all_labels), proposal))
+                done.append((write_proposal(step, proposal, pipeline.models, all_labels), proposal))
             except Changed as exc:
                 summary.left.append((image, str(exc)))
             except OSError as exc:

@@ -24,8 +24,7 @@ from toonvision.learning.detection import decode
 from toonvision.learning.model_files import ModelError, load_keras_model, locate_model
 from toonvision.learning.models import forward_function
 from toonvision.serving.inference import onnx_metadata, onnx_session
-
-DEFAULT_THRESHOLD = 0.3  # score above which a box is reported; evaluation uses every box down to 0.05
+from toonvision.serving.thresholds import BOX_SCORE
 
 
 class Detector:
@@ -37,7 +36,7 @@ class Detector:
         classes: Sequence[str],
         *,
         input_size: tuple[int, int] | None = None,
-        threshold: float = DEFAULT_THRESHOLD,
+        threshold: float = BOX_SCORE,
         top_k: int = 100,
     ) -> None:
         self.model = model
@@ -67,7 +66,7 @@ class Detector:
         cls,
         path: str | Path,
         *,
-        threshold: float = DEFAULT_THRESHOLD,
+        threshold: float = BOX_SCORE,
         threads: int | None = None,
         spin: bool = False,
         root: Path | None = None,
@@ -122,6 +121,6 @@ class Detector:
         outputs = self.raw(np.stack([p[0] for p in prepared])) if prepared else []
         found = []
         for output, (_, box) in zip(outputs, prepared, strict=True):
-            boxes, classes, scores = decode(output, len(self.classes), top_k=self.top_k, threshold=threshold)
-            found.append(Detections(box.to_image(boxes), classes, scores))
+            decoded = decode(output, len(self.classes), top_k=self.top_k, threshold=threshold)
+            found.append(decoded.placed(box.to_image(decoded.boxes)))
         return found

@@ -1,70 +1,24 @@
-"""Predictions on what is on screen: crops, folders of crops, or screenshots with boxes.
-
-Each box gets a binary prediction (cog or toon) and, when a Cog, a suit and a name prediction, when a Toon, an
-animal prediction, from the best models of the workspace (or the models given).
+"""What ``toonvision predict`` is given: crops, folders of crops, screenshots with boxes (an annotation beside
+them, or a JSON list) and screenshots without any, for the detector; each is handed to the one
+:class:`~toonvision.serving.pipeline.Pipeline`.
 """
 
 from __future__ import annotations
 
-import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from toonvision.data.annotations import Box, find_annotation, read_annotation
-from toonvision.data.files import write_bytes_atomic
-from toonvision.data.images import ImageError, image_size, is_image, open_image
-from toonvision.data.taxonomy import SUIT_BY_SHORT, TOON_COLOR
-from toonvision.serving.inference import Classifier
-
-
-@dataclass
-class BoxPrediction:
-    source: str
-    box: tuple[int, int, int, int] | None  # None for a crop file
-    kind: str
-    kind_confidence: float
-    suit: str | None = None
-    suit_confidence: float | None = None
-    name: str | None = None
-    name_confidence: float | None = None
-    animal: str | None = None
-    animal_confidence: float | None = None
-    true_label: str | None = None  # from the annotation, when there is one
-    detector_class: str | None = None  # when the detector found the box: its class and score
-    detector_score: float | None = None
-
-    @property
-    def label(self) -> str:
-        if self.kind == "toon":
-            return f"toon_{self.animal}" if self.animal else "toon"
-        parts = ["cog", self.suit or "?", self.name or "?"] if self.suit or self.name else ["cog"]
-        return "_".join(parts)
-
-    @property
-    def confidence(self) -> float:
-        """The confidence of the most specific part of the label: the name or animal when there is one."""
-        if self.kind == "cog" and self.name:
-            return float(self.name_confidence or 0.0)
-        if self.kind == "toon" and self.animal:
-            return float(self.animal_confidence or 0.0)
-        return self.kind_confidence
-
-    @property
-    def caption(self) -> str:
-        """The label as drawn on a screenshot, e.g. ``bb_flunky 0.88`` or ``toon cat 0.91``."""
-        what = self.label.replace("cog_", "") if self.kind == "cog" else self.label.replace("_", " ")
-        return f"{what} {self.confidence:.2f}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items()} | {"label": self.label}
+from toonvision.data.images import ImageError, image_size, is_image
+from toonvision.serving.pipeline import Pipeline, Results
 
 
 def fully_right(prediction: dict[str, Any]) -> bool:
-    """Whether a prediction (as :meth:`BoxPrediction.to_dict` writes it) names what its annotation names:
-    the kind, the suit and name for Cogs, and the animal for Toons when an animal model gave one (without it
-    a Toon is right by its kind, as predictions made before the animal task were)."""
+    """Whether a box (as :meth:`BoxResult.to_dict` writes it) names what its annotation names: the whole label;
+    a Toon judged without an animal model is right by its kind (as predictions made before the animal task
+    were)."""
     truth = prediction.get("true_label")
     if not truth:
         return False
@@ -79,20 +33,24 @@ class Target:
 
     image: Path
     boxes: list[Box] | None = None
-    predictions: list[BoxPrediction] = field(default_factory=list)
     detect: bool = False  # a screenshot without boxes: the detector finds them
-    scores: list[float] | None = None  # the detector's score of each box, when it found them
+    results: Results | None = None  # what the pipeline saw, once asked
 
 
-def detect_targets(targets: list[Target], detector: Any) -> list[Target]:
-    """Give every screenshot that needs it the boxes ``detector`` (a :class:`toonvision.Detector`) finds, in
-    place; a box's name is the detector's class, its score kept beside it."""
+def predict_targets(targets: list[Target], pipeline: Pipeline) -> list[Target]:
+    """What the pipeline sees in every target, in place: a screenshot to detect is detected, given boxes are
+    labelled, a crop is classified whole."""
     for target in targets:
-        if not target.detect:
-            continue
-        boxes, classes, scores = detector.detect(target.image)
-        target.boxes = [Box(name, *map(float, b)) for b, name in zip(boxes, detector.names(classes), strict=True)]
-        target.scores = [float(v) for v in scores]
+        if target.detect:
+            target.results = pipeline.detect(target.image)
+        elif target.boxes is not None:
+            target.results = pipeline.predict(target.image, target.boxes)
+        else:
+            from toonvision.data.images import image_size
+
+            width, height = image_size(target.image)
+            boxes = pipeline.classify([target.image])
+            target.results = Results(str(target.image), width, height, boxes, dict(pipeline.models), path=target.image)
     return targets
 
 
@@ -108,7 +66,13 @@ def read_boxes_json(path: Path) -> list[Box]:
             coords, name = list(item), ""
         else:
             raise ValueError(f"{path}: box {i} is not [xmin, ymin, xmax, ymax] or an object with those keys")
-        boxes.append(Box(name, *(float(c) for c in coords)))
+        box = Box(name, *(float(c) for c in coords))
+        if box.xmax <= box.xmin or box.ymax <= box.ymin:
+            raise ValueError(
+                f"{path}: box {i} {coords} is inverted or empty: give [xmin, ymin, xmax, ymax] with xmin < xmax "
+                "and ymin < ymax"
+            )
+        boxes.append(box)
     return boxes
 
 
@@ -151,93 +115,3 @@ def _crop(path: Path, whole: bool) -> Target:
     if not whole and width > height and width >= SCREENSHOT_MIN_WIDTH:
         return Target(path, detect=True)
     return Target(path)
-
-
-def predict_targets(targets: list[Target], models: dict[str, Classifier]) -> list[Target]:
-    """Classify every box of every target (the whole image when it has no boxes), in place."""
-    if "binary" not in models:
-        raise ValueError("no binary (cog vs toon) model: train one or give --model")
-    for target in targets:
-        img = open_image(target.image)
-        if target.boxes is None:
-            crops, boxes, truths = [img], [None], [None]
-        else:
-            crops, boxes, truths, kept = [], [], [], []
-            for index, b in enumerate(target.boxes):
-                left, top, right, bottom = b.pixel_box()
-                left, top = max(left, 0), max(top, 0)
-                right, bottom = min(right, img.width), min(bottom, img.height)
-                if right <= left or bottom <= top:
-                    continue
-                crops.append(img.crop((left, top, right, bottom)))
-                boxes.append((left, top, right, bottom))
-                truths.append(b.name or None)
-                kept.append(index)
-        if not crops:
-            continue
-        kinds = models["binary"].predict(crops)
-        extra = {t: models[t].predict(crops) for t in ("suit", "name", "animal") if t in models}
-        for i, (crop_box, kind) in enumerate(zip(boxes, kinds, strict=True)):
-            p = BoxPrediction(str(target.image), crop_box, kind.label, kind.confidence, true_label=truths[i])
-            if target.scores is not None:  # found by the detector: its class is not a truth
-                p.true_label, p.detector_class, p.detector_score = None, truths[i], target.scores[kept[i]]
-            if kind.label == "cog":
-                if "suit" in extra:
-                    p.suit, p.suit_confidence = extra["suit"][i].label, extra["suit"][i].confidence
-                if "name" in extra:
-                    p.name, p.name_confidence = extra["name"][i].label, extra["name"][i].confidence
-            elif "animal" in extra:
-                p.animal, p.animal_confidence = extra["animal"][i].label, extra["animal"][i].confidence
-            target.predictions.append(p)
-    return targets
-
-
-def prediction_color(p: BoxPrediction) -> str:
-    if p.kind == "toon":
-        return TOON_COLOR
-    return SUIT_BY_SHORT[p.suit].color if p.suit in SUIT_BY_SHORT else "#444444"
-
-
-def annotate(target: Target, path: Path) -> Path:
-    """A copy of the screenshot with each box, its predicted label and confidence, in suit/Toon colours."""
-    img = draw_predictions(open_image(target.image), target.predictions)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    write_bytes_atomic(path, buf.getvalue())
-    return path
-
-
-def annotate_frame(image: Any, predictions: list[BoxPrediction], path: Path) -> Path:
-    """:func:`annotate` for a frame in memory (an RGB array, as the live mode has): written atomically, so a
-    viewer polling the folder never opens half a PNG."""
-    from PIL import Image
-
-    img = draw_predictions(Image.fromarray(image).convert("RGB"), predictions)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=1)  # a live mode cannot wait on zlib's best
-    write_bytes_atomic(path, buf.getvalue())
-    return path
-
-
-def draw_predictions(img: Any, predictions: list[BoxPrediction]) -> Any:
-    """Each box drawn on ``img`` (a PIL image, changed in place and returned), its label and confidence."""
-    from PIL import ImageDraw, ImageFont
-
-    draw = ImageDraw.Draw(img)
-    size = max(14, img.height // 45)
-    try:
-        font = ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has one bitmap size only
-        font = ImageFont.load_default()
-    for p in predictions:
-        box = p.box or (0, 0, img.width, img.height)
-        color = prediction_color(p)
-        draw.rectangle(box, outline=color, width=max(2, img.height // 300))
-        text = p.caption
-        if p.detector_class is not None:
-            text = f"{p.detector_class} {p.detector_score:.2f} | {text}"
-        tb = draw.textbbox((box[0], box[1]), text, font=font)
-        y = box[1] - (tb[3] - tb[1]) - 6 if box[1] > (tb[3] - tb[1]) + 6 else box[1]
-        draw.rectangle((box[0], y, box[0] + tb[2] - tb[0] + 8, y + tb[3] - tb[1] + 6), fill=color)
-        draw.text((box[0] + 4, y + 1), text, fill="white" if p.kind == "cog" else "black", font=font)
-    return img

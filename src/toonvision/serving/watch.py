@@ -1,6 +1,6 @@
 """The live screen mode's loop: frames in, every Toon and Cog found and named, one record per frame out.
 
-    for record in watch(folder_frames(Path("shots")), detector, {"binary": clf}, fps=10):
+    for record in watch(folder_frames(Path("shots")), Pipeline.load("img"), fps=10):
         print(record.to_dict())
 
 A source is any iterator of ``(name, RGB uint8 array)``: the screen (:func:`screen_frames`), a folder of
@@ -16,7 +16,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from toonvision.data.detection import Detections, screenshot_array
+from toonvision.data.detection import MIN_SIDE, screenshot_array
 from toonvision.data.images import ImageError, is_image
 from toonvision.learning.backend import available_cores
-from toonvision.serving.inference import Classifier
-from toonvision.serving.prediction import BoxPrediction
+from toonvision.serving.pipeline import Pipeline, Results
 
 Frame = tuple[str, np.ndarray]  # a name (file, video frame number, "screen") and its RGB uint8 pixels
 STAGES = ("capture", "detect", "classify")
@@ -37,6 +36,10 @@ DEFAULT_FPS = 10.0
 
 class SourceError(ValueError):
     """A source that cannot give a single frame: a missing folder, a video that does not open, no display."""
+
+
+class RegionError(SourceError):
+    """A --region that is not on the screen: a screen is there, only the region is wrong."""
 
 
 def leave_a_core() -> int:
@@ -95,6 +98,12 @@ def video_frames(path: Path) -> Iterator[Frame]:
     if not ok:
         capture.release()
         raise SourceError(f"{path} is not a video OpenCV can read")
+    height, width = first.shape[:2]
+    if min(width, height) < MIN_SIDE:
+        capture.release()
+        raise SourceError(
+            f"{path}: its frames are {width}x{height}, too small to hold a Toon or Cog (at least {MIN_SIDE} px a side)"
+        )
     return _video_frames(capture, first)
 
 
@@ -228,7 +237,7 @@ def screen_frames(region: Box | None = None, window: Callable[[], Box | None] | 
         grabber = (getattr(mss, "MSS", None) or mss.mss)()  # mss 10.2 renamed the class, deprecating mss.mss
         monitor = grabber.monitors[0]
         if region is not None:
-            monitor = _monitor(region)
+            monitor = _monitor(_within(region, monitor))
         if window is not None:
             place = window()
             if place is None:
@@ -244,6 +253,19 @@ def screen_frames(region: Box | None = None, window: Callable[[], Box | None] | 
 
 def _monitor(box: Box) -> dict[str, int]:
     return {"left": box[0], "top": box[1], "width": box[2], "height": box[3]}
+
+
+def _within(region: Box, desktop: dict[str, int]) -> Box:
+    """``region`` when the whole of it is on the desktop; SourceError otherwise (X11 answers a grab past the
+    screen's edge with a protocol error that says nothing of the region)."""
+    x, y, w, h = region
+    right, bottom = desktop["left"] + desktop["width"], desktop["top"] + desktop["height"]
+    if x < desktop["left"] or y < desktop["top"] or x + w > right or y + h > bottom:
+        raise RegionError(
+            f"--region {x},{y},{w},{h} is not on the screen, which spans {desktop['left']},{desktop['top']} to "
+            f"{right},{bottom}"
+        )
+    return region
 
 
 def _on_desktop(box: Box, desktop: dict[str, int]) -> Box:
@@ -286,83 +308,26 @@ class FrameRecord:
     index: int
     name: str
     time: float  # wall clock (seconds since the epoch) when the frame was in hand
-    predictions: list[BoxPrediction]
+    results: Results  # the boxes, their labels, and the models that saw them
     latency_ms: dict[str, float]  # capture, detect, classify, total
     image: np.ndarray | None = field(default=None, repr=False)  # the frame itself, for drawing; not in to_dict
 
     def to_dict(self) -> dict[str, Any]:
-        boxes = []
-        for p in self.predictions:
-            boxes.append(
-                {
-                    "box": list(p.box) if p.box else None,
-                    "detector_class": p.detector_class,
-                    "detector_score": _round(p.detector_score),
-                    "kind": p.kind,
-                    "kind_confidence": _round(p.kind_confidence),
-                    "suit": p.suit,
-                    "suit_confidence": _round(p.suit_confidence),
-                    "name": p.name,
-                    "name_confidence": _round(p.name_confidence),
-                    "animal": p.animal,
-                    "animal_confidence": _round(p.animal_confidence),
-                    "label": p.label,
-                }
-            )
         latency = {k: round(v, 2) for k, v in self.latency_ms.items()}
-        return {"frame": self.index, "source": self.name, "time": round(self.time, 3), "boxes": boxes} | {
-            "latency_ms": latency
+        boxes = [{k: v for k, v in b.to_dict().items() if k != "true_label"} for b in self.results.boxes]
+        return {
+            "frame": self.index,
+            "source": self.name,
+            "time": round(self.time, 3),
+            "boxes": boxes,
+            "latency_ms": latency,
+            "models": self.results.models,
         }
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(float(value), 4)
-
-
-def classify_frame(
-    image: np.ndarray, found: Detections, names: list[str], classifiers: Mapping[str, Classifier], source: str = ""
-) -> list[BoxPrediction]:
-    """Cog or Toon for every box, the suit and name of the Cogs and the animal of the Toons (as ``toonvision
-    predict`` does for a screenshot file, but on pixels in memory: a live frame is never written to disk to be
-    read back)."""
-    crops, boxes, kept = [], [], []
-    height, width = image.shape[:2]
-    pixels = np.rint(np.asarray(found.boxes, np.float64).reshape(-1, 4)).astype(int)
-    for i, (x1, y1, x2, y2) in enumerate(pixels.tolist()):
-        left, top, right, bottom = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
-        if right > left and bottom > top:
-            crops.append(image[top:bottom, left:right])
-            boxes.append((left, top, right, bottom))
-            kept.append(i)
-    if not crops:
-        return []
-    kinds = classifiers["binary"].predict(crops)
-    cogs = [i for i, kind in enumerate(kinds) if kind.label == "cog"]
-    toons = [i for i, kind in enumerate(kinds) if kind.label != "cog"]
-    # Only Cogs have a suit and a name, only Toons an animal: each box costs two or three models, not four.
-    extra = {
-        task: dict(zip(which, classifiers[task].predict([crops[i] for i in which]), strict=True))
-        for task, which in (("suit", cogs), ("name", cogs), ("animal", toons))
-        if task in classifiers and which
-    }
-    out = []
-    for j, (box, kind) in enumerate(zip(boxes, kinds, strict=True)):
-        p = BoxPrediction(source, box, kind.label, kind.confidence)
-        p.detector_class, p.detector_score = names[kept[j]], float(found.scores[kept[j]])
-        if "suit" in extra and j in extra["suit"]:
-            p.suit, p.suit_confidence = extra["suit"][j].label, extra["suit"][j].confidence
-        if "name" in extra and j in extra["name"]:
-            p.name, p.name_confidence = extra["name"][j].label, extra["name"][j].confidence
-        if "animal" in extra and j in extra["animal"]:
-            p.animal, p.animal_confidence = extra["animal"][j].label, extra["animal"][j].confidence
-        out.append(p)
-    return out
 
 
 def watch(
     frames: Iterable[Frame],
-    detector: Any,
-    classifiers: Mapping[str, Classifier],
+    pipeline: Pipeline,
     *,
     fps: float = DEFAULT_FPS,
     on_frame: Callable[[FrameRecord], None] | None = None,
@@ -370,11 +335,12 @@ def watch(
     stop: threading.Event | None = None,
     keep_image: bool = False,
 ) -> Iterator[FrameRecord]:
-    """Detect and classify every frame of ``frames``, at most ``fps`` a second (0: as fast as it goes), until the
-    source ends, ``max_frames`` were done or ``stop`` is set; yields one :class:`FrameRecord` per frame (with
-    the frame itself when ``keep_image``) after handing it to ``on_frame``."""
-    if "binary" not in classifiers:
-        raise ValueError("no binary (cog vs toon) model: train one or give --model")
+    """Find and label every Toon and Cog of every frame of ``frames`` with ``pipeline`` (which needs a
+    detector), at most ``fps`` a second (0: as fast as it goes), until the source ends, ``max_frames`` were done
+    or ``stop`` is set; yields one :class:`FrameRecord` per frame (with the frame itself when ``keep_image``)
+    after handing it to ``on_frame``. SourceError for a frame that cannot be looked at (too small, say)."""
+    if pipeline.detector is None:
+        raise ValueError("the live mode needs a detector: train one with 'toonvision train --task detect'")
     stop = stop or threading.Event()
     period = 1.0 / fps if fps and fps > 0 else 0.0
     source = iter(frames)
@@ -387,9 +353,13 @@ def watch(
             return
         stamp = time.time()
         captured = time.perf_counter()
-        found = detector.detect(image)
+        try:
+            array = screenshot_array(image, name)
+        except ImageError as exc:
+            raise SourceError(str(exc)) from None
+        found = pipeline.detector.detect(array)
         detected = time.perf_counter()
-        predictions = classify_frame(image, found, detector.names(found.classes), classifiers, name)
+        results = pipeline.label_found(array, found, array=array, source=name)
         done = time.perf_counter()
         latency = {
             "capture": (captured - start) * 1000,
@@ -397,7 +367,7 @@ def watch(
             "classify": (done - detected) * 1000,
             "total": (done - start) * 1000,
         }
-        record = FrameRecord(index, name, stamp, predictions, latency, image if keep_image else None)
+        record = FrameRecord(index, name, stamp, results, latency, image if keep_image else None)
         if on_frame is not None:
             on_frame(record)
         yield record
@@ -421,7 +391,7 @@ class WatchStats:
         self.stamps.append(time.perf_counter())
         del self.stamps[:-21]
         self.frames += 1
-        self.boxes += len(record.predictions)
+        self.boxes += len(record.results.boxes)
         for stage, ms in record.latency_ms.items():
             self.latency.setdefault(stage, []).append(ms)
 

@@ -1,0 +1,91 @@
+"""Which models a pipeline runs: the ones named, and the workspace's for every task not named.
+
+The workspace's best classifier per task (highest recorded test accuracy) and its newest finished detector are
+the defaults; a model named for a task replaces that task's default only. Where a model found this way has an
+ONNX export beside it, the export runs (ONNX Runtime: the same probabilities to 1e-4, no TensorFlow start-up, a
+thread count of its own); a .keras file named by the caller is what the caller wants, and runs as given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from toonvision.data.taxonomy import TASKS
+from toonvision.learning.model_files import ModelError, ModelSource, find_best_models, locate_model, newest_detector
+from toonvision.serving.thresholds import BOX_SCORE
+
+
+def is_detector(source: ModelSource) -> bool:
+    """Whether a located model is a detector (a detect run, or an ONNX export that says it is one)."""
+    if source.task is not None or not source.is_onnx:
+        return source.task == "detect"
+    from toonvision.serving.inference import onnx_metadata, onnx_session
+
+    try:
+        return onnx_metadata(onnx_session(source.path, 1)).get("task") == "detect"
+    except ValueError:
+        return False
+
+
+def _runnable(source: ModelSource, as_given: set[Path]) -> Path:
+    onnx = source.sibling(".onnx")
+    if source.is_onnx or source.path.resolve() in as_given or not onnx.is_file():
+        return source.path
+    return onnx
+
+
+def load_models(
+    root: Path,
+    models: Sequence[str | Path] = (),
+    detector: str | Path | None = None,
+    conf: float = BOX_SCORE,
+    threads: int | None = None,
+    with_detector: bool = True,
+) -> tuple[Any | None, dict[str, Any], dict[str, str]]:
+    """The detector (None when the workspace has none and none is named, or without ``with_detector``), the
+    classifiers by task, and the file each came from (task -> path; "detect" for the detector). ModelError
+    names what cannot be loaded."""
+    from toonvision.learning.backend import configure_threads, quiet_tensorflow
+    from toonvision.serving.detector import Detector
+    from toonvision.serving.inference import Classifier
+
+    root = Path(root)
+    runs = root / "runs"
+    asked = [(Path(p), locate_model(p, root)) for p in [*models, *([detector] if detector is not None else [])]]
+    as_given = {s.path.resolve() for p, s in asked if p.suffix == ".keras"}
+    named = [s for _, s in asked[: len(models)]]
+    detectors = [s for s in named if is_detector(s)]
+    if detector is not None:
+        detectors = [asked[-1][1]]
+    if len(detectors) > 1:
+        raise ModelError(f"two detectors named ({detectors[0].path}, {detectors[1].path}): give one")
+    detector_file = _runnable(detectors[0], as_given) if detectors else None
+    if detector_file is None and with_detector and (newest := newest_detector(runs)) is not None:
+        detector_file = newest.path
+    if not with_detector:
+        detector_file = None
+    chosen = [_runnable(s, as_given) for s in named if not is_detector(s)]
+    if not all(p.suffix.lower() == ".onnx" for p in [*chosen, *([detector_file] if detector_file else [])]):
+        quiet_tensorflow()
+        configure_threads(threads)
+    classifiers: dict[str, Any] = {}
+    used: dict[str, str] = {}
+    for path in chosen:
+        clf = Classifier.load(path, threads=threads)
+        if clf.task in classifiers:
+            raise ModelError(f"two {clf.task} models named ({used[clf.task]}, {path}): give one")
+        classifiers[clf.task], used[clf.task] = clf, str(path)
+    best = find_best_models(runs, tuple(t for t in TASKS if t not in classifiers))
+    for task, source in best.items():
+        path = _runnable(source, as_given)
+        if path.suffix.lower() != ".onnx":
+            quiet_tensorflow()
+            configure_threads(threads)
+        classifiers[task], used[task] = Classifier.load(path, threads=threads), str(path)
+    found = None
+    if detector_file is not None:
+        found = Detector.load(detector_file, threshold=conf, threads=threads)
+        used = {"detect": str(detector_file), **used}
+    return found, classifiers, used
