@@ -66,9 +66,12 @@ def review(
     url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
     header("review", root=ws.root, folder=session.folder, rank=rank, screenshots=len(session.order))
     console.print(f"review page: {url}  (Ctrl-C stops it)", highlight=False, soft_wrap=True)
-    if open_browser:
-        import webbrowser
+    try:
+        if open_browser:
+            import webbrowser
 
-        webbrowser.open(url)
-    serve(session, sock)
-    console.print("review server stopped")
+            webbrowser.open(url)
+        serve(session, sock)
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it handled, once the saves in flight are finished
+    console.print("review server stopped: every change was saved as it was made")

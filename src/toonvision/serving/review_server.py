@@ -260,8 +260,14 @@ class ReviewSession:
                 except AnnotationError as exc:
                     raise Refused(422, f"labelImg cannot read {found.path.name}: left as it is") from exc
             ann = replace(ann, width=ann.width or width, height=ann.height or height, verified=bool(verified))
-            # labelImg sets truncated on every save by its own rule; doing the same keeps its files' bytes.
-            ann.boxes = [replace(b, truncated=labelimg_truncated(b, ann.width, ann.height)) for b in parsed]
+            # A box the person left as it was keeps its flags, so saving an untouched file leaves its bytes (and
+            # a pre-annotation stays one); a new or changed box gets truncated by labelImg's rule, as its save does.
+            kept = {(b.name, b.xmin, b.ymin, b.xmax, b.ymax): b for b in ann.boxes}
+            ann.boxes = [
+                kept.get((b.name, b.xmin, b.ymin, b.xmax, b.ymax))
+                or replace(b, truncated=labelimg_truncated(b, ann.width, ann.height))
+                for b in parsed
+            ]
             new = self._file_bytes(ann, fmt, target, image)
             if found is None:
                 if not create_exclusive(target, new):
