@@ -89,7 +89,7 @@ def persons(folder: Path, name: str, boxes: Sequence[tuple[str, float, float, fl
 def client(folder: Path, rank: str = "name", labels: list[str] | None = None):
     from starlette.testclient import TestClient
 
-    return TestClient(create_app(ReviewSession.open(folder, labels or LABELS, rank)))
+    return TestClient(create_app(ReviewSession.open(folder, labels or LABELS, rank)), base_url="http://127.0.0.1")
 
 
 def save(api, shot: dict, boxes: list[dict], verified: bool | None = None, version: str | None = "loaded"):
@@ -194,8 +194,9 @@ def test_yolo_save_keeps_classes_and_verify_marks_it_reviewed(tmp_path):
     assert shot["format"] == "yolo" and shot["boxes"][0]["name"] == "cog_lb_bigwig"
 
     # YOLO has no verified flag: verifying the unchanged file records in the sidecar that a person accepted it.
+    written = txt.read_bytes()
     assert save(api, shot, shot["boxes"], verified=True).json()["status"] == REVIEWED
-    assert txt.read_bytes() == image.with_suffix(".txt").read_bytes()
+    assert txt.read_bytes() == written
     assert review_state(image, find_annotation(image)).status == REVIEWED
     assert json.loads(sidecar_path(image).read_text())["accepted"]
 
@@ -310,7 +311,12 @@ def test_bad_input_is_said_and_the_files_are_left_untouched(tmp_path):
     ):
         response = save(api, good, boxes)
         assert response.status_code == 400 and response.json()["error"], boxes
-    assert api.post("/api/save", content=b"{not json").status_code == 400
+    assert api.post("/api/save", content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 400
+    # Another origin's page can only send a "simple" request without a preflight: text/plain, refused.
+    plain = json.dumps({"path": "good.png", "version": good["version"], "boxes": []})
+    assert api.post("/api/save", content=plain, headers={"Content-Type": "text/plain"}).status_code == 415
+    # A name rebound to 127.0.0.1 by some web site is not this server's.
+    assert api.get("/api/screenshots", headers={"Host": "evil.example"}).status_code == 400
     assert files(folder) == before
 
 
@@ -540,6 +546,7 @@ def test_bad_input_is_shown_in_the_page(tmp_path, browser):
         page.goto(url)
         page.wait_for_function("document.getElementById('message').textContent.includes('cannot be read')")
         assert "a_corrupt.png cannot be read as an image: skipped" in page.inner_text("#message")
+        page.wait_for_selector("#list .unreadable")
         page.keyboard.press("d")
         page.wait_for_function("document.getElementById('message').textContent.includes('labelImg cannot read')")
         page.keyboard.press("w")

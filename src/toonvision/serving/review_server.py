@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toonvision.data.annotations import (
     Annotation,
@@ -49,6 +49,9 @@ from toonvision.data.review import (
 )
 from toonvision.data.taxonomy import ANIMALS, SUITS
 from toonvision.serving.annotate import yolo_classes
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 RANKS = ("name", "uncertain")
 PAGE = ("index.html", "review.js", "review.css")
@@ -297,7 +300,7 @@ class ReviewSession:
         """Record that a person accepted these YOLO bytes as they are (YOLO has no verified flag)."""
         sidecar = read_sidecar(image)
         if sidecar is None or sidecar.get("annotation") != annotation or digest not in sidecar["written"]:
-            return  # not annate's bytes: the file is a person's already
+            return  # not annotate's bytes: the file is a person's already
         accepted = sidecar.get("accepted") or []
         if digest not in accepted:
             sidecar["accepted"] = [*accepted, digest]
@@ -325,9 +328,16 @@ def _parse_boxes(boxes: Any) -> list[Box]:
 # --- the web application ---
 
 
-def create_app(session: ReviewSession):
-    """The Starlette application serving ``session``: the page and its JSON API."""
+def create_app(session: ReviewSession) -> Starlette:
+    """The Starlette application serving ``session``: the page and its JSON API.
+
+    Only requests addressed to 127.0.0.1 or localhost are answered (a web site that rebinds its own name to
+    127.0.0.1 gets nothing), and a save must be sent as application/json, which a page of another origin can
+    only do after a CORS preflight this server never grants.
+    """
     from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
     from starlette.requests import Request
     from starlette.responses import FileResponse, JSONResponse, Response
     from starlette.routing import Route
@@ -361,6 +371,8 @@ def create_app(session: ReviewSession):
         return FileResponse(path, media_type=media, headers={"Cache-Control": "no-store"})
 
     async def save(request: Request) -> Response:
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return JSONResponse({"error": "a save is sent as application/json"}, status_code=415)
         try:
             body = json.loads(await request.body())
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -393,7 +405,8 @@ def create_app(session: ReviewSession):
         Route("/api/image", guarded(image)),
         Route("/api/save", save, methods=["POST"]),
     ]
-    return Starlette(routes=routes)
+    hosts = Middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost"])
+    return Starlette(routes=routes, middleware=[hosts])
 
 
 def bind(port: int) -> socket.socket:

@@ -23,6 +23,7 @@ const S = {
   dirty: false,
   chain: Promise.resolve(), // saves run one after the other, in the order the changes were made
   conflict: null,
+  unreadable: new Set(), // screenshots found not to be images, marked in the list
 };
 
 async function getJSON(url) {
@@ -46,7 +47,7 @@ async function refreshList() {
   S.list.screenshots.forEach((item, i) => {
     const row = document.createElement("div");
     row.textContent = item.path;
-    row.className = item.status + (i === S.index ? " current" : "");
+    row.className = item.status + (i === S.index ? " current" : "") + (S.unreadable.has(item.path) ? " unreadable" : "");
     row.title = `${item.path}: ${item.status}, ${Math.round(item.seconds)} s`;
     row.onclick = () => go(i);
     nav.append(row);
@@ -65,9 +66,17 @@ function tick() {
 
 // --- loading a screenshot ---
 
+function step(delta) {
+  // from where the last key press is going, so that d d d pressed quickly moves three screenshots
+  go((S.target === undefined ? S.index : S.target) + delta);
+}
+
 async function go(index) {
   if (!S.list || index < 0 || index >= S.list.screenshots.length) return;
+  S.target = index;
   await S.chain; // what was done to the screenshot being left is saved first
+  if (S.target !== index) return; // a later key press goes further
+  S.target = undefined;
   if (S.conflict) return; // the person chooses first
   S.index = index;
   await load(S.list.screenshots[index].path);
@@ -82,7 +91,7 @@ async function load(path) {
     say(String(error.message || error), true);
     return;
   }
-  show(shot);
+  if (S.list.screenshots[S.index].path === path) show(shot); // not one the person has moved on from
 }
 
 function show(shot) {
@@ -96,6 +105,7 @@ function show(shot) {
   S.readonly = Boolean(shot.image_error || shot.annotation_error);
   const messages = [];
   if (shot.image_error) {
+    S.unreadable.add(shot.path);
     messages.push(`${shot.path} cannot be read as an image: skipped (d: next). ${shot.image_error}`);
   } else if (shot.annotation_error) {
     messages.push(`${shot.annotation_error}. The file is left untouched; fix it in a text editor or labelImg.`);
@@ -103,7 +113,8 @@ function show(shot) {
   const unknown = S.boxes.filter((b) => b.unknown_label).map((b) => b.name);
   if (unknown.length) messages.push(`label not in predefined_classes.txt: ${[...new Set(unknown)].join(", ")}`);
   if (S.boxes.some((b) => b.outside)) messages.push("a box reaches outside the image (shown clipped)");
-  if (S.list && S.list.refused.length) messages.push(`left out (they link outside the folder): ${S.list.refused.join(", ")}`);
+  $("position").textContent = `${S.index + 1} of ${S.list.screenshots.length}`;
+  if (S.list.refused.length) messages.push(`left out (they link outside the folder): ${S.list.refused.join(", ")}`);
   say(messages.join("\n"), Boolean(shot.image_error || shot.annotation_error));
   $("stage").classList.toggle("hidden", Boolean(shot.image_error));
   if (!shot.image_error) {
@@ -119,6 +130,7 @@ function show(shot) {
     S.scale = scale;
   }
   render();
+  tick();
 }
 
 // --- drawing ---
@@ -461,8 +473,8 @@ function startDrawing() {
   render();
 }
 
-$("prev").onclick = () => go(S.index - 1);
-$("next").onclick = () => go(S.index + 1);
+$("prev").onclick = () => step(-1);
+$("next").onclick = () => step(1);
 $("draw").onclick = startDrawing;
 $("delete").onclick = removeSelected;
 $("verify").onclick = verify;
@@ -476,8 +488,8 @@ document.addEventListener("keydown", (event) => {
   }
   if (event.ctrlKey || event.metaKey || event.altKey) return;
   const key = event.key;
-  if (key === "d" || key === "D") go(S.index + 1);
-  else if (key === "a" || key === "A") go(S.index - 1);
+  if (key === "d" || key === "D") step(1);
+  else if (key === "a" || key === "A") step(-1);
   else if (key === "w" || key === "W") startDrawing();
   else if (key === "Delete" || key === "Backspace") removeSelected();
   else if (key === " ") verify();
