@@ -512,16 +512,33 @@ def test_a_file_changed_on_disk_shows_both_versions_in_the_page(tmp_path, browse
     folder = tmp_path / "shots"
     image = pre_annotate(folder, "shot.png", [("toon_cat", 40, 60, 90, 170, 0.5)])
     xml = image.with_suffix(".xml")
-    page = browser.new_page()
+    page, other = browser.new_page(), browser.new_page()
     with serving(folder) as url:
-        page.goto(url)
-        page.wait_for_function("document.querySelectorAll('#boxes .box').length === 1")
-        theirs = voc_bytes(Annotation("shot.png", 320, 240, boxes=[Box("toon_horse", 5, 5, 30, 30)]))
-        xml.write_bytes(theirs)  # labelImg, another tab, or annotate --refresh
+        for tab in (page, other):
+            tab.goto(url)
+            tab.wait_for_function("document.querySelectorAll('#boxes .box').length === 1")
         origin = page.locator("#boxes").bounding_box()
-        drag(page, (origin["x"] + 60, origin["y"] + 100), (origin["x"] + 80, origin["y"] + 100))
+        at = lambda x, y: (origin["x"] + x, origin["y"] + y)  # noqa: E731
+
+        # Two tabs on one file: the second one's save is refused, and keeping its version is a choice.
+        other.bring_to_front()
+        drag(other, at(60, 100), at(60, 110))
+        assert until(lambda: boxes_on_disk(xml) == [("toon_cat", 40, 70, 90, 180)])
+        page.bring_to_front()
+        drag(page, at(60, 100), at(80, 100))
         page.wait_for_selector("#conflict:not([hidden])")
         assert "toon_cat  60 60 110 170" in page.inner_text("#conflict-mine")
+        assert "toon_cat  40 70 90 180" in page.inner_text("#conflict-theirs")
+        assert boxes_on_disk(xml) == [("toon_cat", 40, 70, 90, 180)]
+        page.click("#overwrite")
+        assert until(lambda: boxes_on_disk(xml) == [("toon_cat", 60, 60, 110, 170)])
+
+        # labelImg (or annotate --refresh) saved meanwhile: the page shows both, the person reloads.
+        theirs = voc_bytes(Annotation("shot.png", 320, 240, boxes=[Box("toon_horse", 5, 5, 30, 30)]))
+        xml.write_bytes(theirs)
+        page.keyboard.press(" ")
+        page.wait_for_selector("#conflict:not([hidden])")
+        assert "verified\ntoon_cat  60 60 110 170" in page.inner_text("#conflict-mine")
         assert "toon_horse" in page.inner_text("#conflict-theirs")
         page.screenshot(path=str(tmp_path / "conflict.png"))
         assert xml.read_bytes() == theirs
@@ -531,6 +548,7 @@ def test_a_file_changed_on_disk_shows_both_versions_in_the_page(tmp_path, browse
         assert until(lambda: read_voc(xml).verified)
         assert boxes_on_disk(xml) == [("toon_horse", 5, 5, 30, 30)]
     page.close()
+    other.close()
 
 
 def test_bad_input_is_shown_in_the_page(tmp_path, browser):

@@ -116,11 +116,10 @@ class ReviewSession:
         states = [review_state(image, annotation) for image, annotation in find_screenshots(folder)[0]]
         kept = []
         for state in states:
-            outside = not _inside(state.image, folder) or (
-                state.annotation is not None and not _inside(state.annotation.path, folder)
-            )
-            rel = state.image.relative_to(folder).as_posix()
-            (session.refused if outside else kept).append(rel if outside else state)
+            if _inside(state.image, folder) and (state.annotation is None or _inside(state.annotation.path, folder)):
+                kept.append(state)
+            else:
+                session.refused.append(state.image.relative_to(folder).as_posix())
         if not kept:
             raise ValueError(f"{folder} holds no screenshots (.png, .jpg, .jpeg, .bmp) to review")
         session.order = [s.image.relative_to(folder).as_posix() for s in review_order(kept, rank)]
