@@ -175,6 +175,8 @@ def test_saving_a_voc_writes_labelimgs_bytes_and_a_person_save_makes_it_reviewed
     # the page sends the time spent since its last save; the list adds it up per screenshot
     api.post("/api/save", json={"path": "shot.png", "version": done.json()["version"], "boxes": moved, "seconds": 12.5})
     assert api.get("/api/screenshots").json()["screenshots"][0]["seconds"] == 12.5
+    assert api.post("/api/seconds", json={"path": "shot.png", "seconds": 3}).json() == {"seconds": 15.5}
+    assert api.post("/api/seconds", json={"path": "../x.png", "seconds": 3}).status_code == 403
 
     shot = api.get("/api/screenshot", params={"path": "shot.png"}).json()
     verified = save(api, shot, shot["boxes"], verified=True)
@@ -501,6 +503,8 @@ def test_a_person_reviews_a_folder_in_the_page(tmp_path, browser):
 
         page.keyboard.press("a")
         page.wait_for_function("document.getElementById('status').textContent.startsWith('a_first.png')")
+        # time spent per screenshot, kept by the server: the page sends it as it saves and as it moves on
+        assert until(lambda: page.evaluate("S.list.screenshots.map((s) => s.seconds > 0)") == [True, True, False])
         page.keyboard.press("d")
         page.keyboard.press("d")
         page.wait_for_function("document.getElementById('status').textContent.startsWith('c_third.png')")

@@ -159,7 +159,7 @@ class ReviewSession:
                 status = state.status
             except Refused:
                 status = "refused"
-            items.append({"path": rel, "status": status, "seconds": round(self.seconds.get(rel, 0.0), 1)})
+            items.append({"path": rel, "status": status, "seconds": round(self.seconds.get(rel, 0.0), 3)})
         reviewed = sum(item["status"] == REVIEWED for item in items)
         return {
             "folder": str(self.folder),
@@ -233,13 +233,18 @@ class ReviewSession:
 
     # --- writing ---
 
+    def spent(self, rel: str, seconds: Any) -> None:
+        """Add the time a person spent on ``rel`` since the page last said (kept while the server runs)."""
+        self.image_path(rel)
+        if isinstance(seconds, int | float) and math.isfinite(seconds) and 0 <= seconds < 86400:
+            self.seconds[rel] = self.seconds.get(rel, 0.0) + float(seconds)
+
     def save(self, rel: str, version: str | None, boxes: Any, verified: bool, seconds: float = 0.0) -> dict[str, Any]:
         """Write the page's boxes to ``rel``'s annotation in its own format (a new screenshot gets Pascal VOC);
         Conflict when the file on disk is not ``version`` (None: no file) any more."""
         image = self.image_path(rel)
         parsed = _parse_boxes(boxes)
-        if isinstance(seconds, int | float) and math.isfinite(seconds) and 0 <= seconds < 86400:
-            self.seconds[rel] = self.seconds.get(rel, 0.0) + float(seconds)
+        self.spent(rel, seconds)
         with self.lock:  # two tabs of this server never interleave their read-compare-write
             found = self.annotation_of(image)
             data = found.path.read_bytes() if found else None
@@ -369,18 +374,30 @@ def create_app(session: ReviewSession) -> Starlette:
         media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return FileResponse(path, media_type=media, headers={"Cache-Control": "no-store"})
 
-    async def save(request: Request) -> Response:
+    async def posted(request: Request) -> dict[str, Any]:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            return JSONResponse({"error": "a save is sent as application/json"}, status_code=415)
+            raise Refused(415, "send application/json")
         try:
             body = json.loads(await request.body())
         except (json.JSONDecodeError, UnicodeDecodeError):
-            return JSONResponse({"error": "the request is not JSON"}, status_code=400)
+            raise Refused(400, "the request is not JSON") from None
         if not isinstance(body, dict):
-            return JSONResponse({"error": "the request is not a JSON object"}, status_code=400)
+            raise Refused(400, "the request is not a JSON object")
+        return body
+
+    async def spent(request: Request) -> Response:
+        try:
+            body = await posted(request)
+            session.spent(str(body.get("path", "")), body.get("seconds"))
+        except Refused as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        return JSONResponse({"seconds": round(session.seconds.get(str(body["path"]), 0.0), 3)})
+
+    async def save(request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
 
         try:
+            body = await posted(request)
             done = await run_in_threadpool(
                 session.save,
                 str(body.get("path", "")),
@@ -403,6 +420,7 @@ def create_app(session: ReviewSession) -> Starlette:
         Route("/api/screenshot", guarded(screenshot)),
         Route("/api/image", guarded(image)),
         Route("/api/save", save, methods=["POST"]),
+        Route("/api/seconds", spent, methods=["POST"]),
     ]
     hosts = Middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost"])
     return Starlette(routes=routes, middleware=[hosts])

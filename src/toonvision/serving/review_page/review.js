@@ -46,7 +46,7 @@ async function refreshList() {
   nav.replaceChildren();
   S.list.screenshots.forEach((item, i) => {
     const row = document.createElement("div");
-    row.textContent = item.path;
+    row.textContent = item.seconds >= 1 ? `${item.path} (${Math.round(item.seconds)} s)` : item.path;
     row.className = item.status + (i === S.index ? " current" : "") + (S.unreadable.has(item.path) ? " unreadable" : "");
     row.title = `${item.path}: ${item.status}, ${Math.round(item.seconds)} s`;
     row.onclick = () => go(i);
@@ -78,9 +78,21 @@ async function go(index) {
   if (S.target !== index) return; // a later key press goes further
   S.target = undefined;
   if (S.conflict) return; // the person chooses first
+  if (S.shot) await sendSeconds(S.shot.path); // time spent looking counts too, saved or not
   S.index = index;
   await load(S.list.screenshots[index].path);
   await refreshList();
+}
+
+async function sendSeconds(path) {
+  const now = Date.now();
+  const seconds = (now - S.sentAt) / 1000;
+  S.sentAt = now;
+  try {
+    await fetch("/api/seconds", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ path, seconds }) });
+  } catch (error) {
+    // the timer is a record, not a person's work: nothing to keep if the server is gone
+  }
 }
 
 async function load(path) {
