@@ -262,6 +262,32 @@ def test_a_file_changed_on_disk_is_never_overwritten(tmp_path):
     assert read_voc(image.with_suffix(".xml")).boxes[0].name == "cog_cb_tightwad"
 
 
+def test_a_file_replaced_just_after_a_save_is_not_taken_for_the_saved_one(tmp_path, monkeypatch):
+    """labelImg saving in the instant after the server's write: the page is given the version the server wrote,
+    so its next save meets the conflict instead of replacing labelImg's file."""
+    import toonvision.serving.review_server as review_server
+
+    folder = tmp_path / "shots"
+    image = pre_annotate(folder, "shot.png", [("toon_cat", 10, 10, 60, 90, 0.5)])
+    xml = image.with_suffix(".xml")
+    theirs = voc_bytes(Annotation("shot.png", 320, 240, boxes=[Box("toon_horse", 5, 5, 30, 30)]))
+    write = review_server.write_bytes_atomic
+
+    def write_then_labelimg(path: Path, data: bytes) -> None:
+        write(path, data)
+        if path == xml:
+            xml.write_bytes(theirs)
+
+    monkeypatch.setattr(review_server, "write_bytes_atomic", write_then_labelimg)
+    api = client(folder)
+    shot = api.get("/api/screenshot", params={"path": "shot.png"}).json()
+    done = save(api, shot, [dict(shot["boxes"][0], xmin=20)])
+    assert done.status_code == 200 and xml.read_bytes() == theirs
+    monkeypatch.setattr(review_server, "write_bytes_atomic", write)
+    again = save(api, {**shot, "version": done.json()["version"]}, [dict(shot["boxes"][0], xmin=30)], verified=True)
+    assert again.status_code == 409 and xml.read_bytes() == theirs
+
+
 def test_paths_out_of_the_folder_are_refused(tmp_path):
     folder = tmp_path / "shots"
     persons(folder, "inside.png", [("toon_cat", 5, 5, 50, 50)])

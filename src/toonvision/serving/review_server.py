@@ -190,24 +190,34 @@ class ReviewSession:
             out["image_error"] = str(exc).replace(str(self.folder) + "/", "")
             out["width"] = out["height"] = 0
         found = self.annotation_of(image)
+        data = _read(found)
+        if data is None:
+            found = None
         state = review_state(image, found)
         out.update(status=state.status, format=found.format if found else "voc", verified=False)
         out["annotation"] = found.path.name if found else None
         out["version"] = None
-        if found is None:
+        if found is None or data is None:
             return out
-        data = found.path.read_bytes()
+        ann, error = None, None
+        for _ in range(5):
+            if out["image_error"]:
+                break
+            try:
+                ann, error = read_annotation(found, image.name, (out["width"], out["height"])), None
+            except AnnotationError as exc:
+                ann, error = None, f"labelImg cannot read {found.path.name}: {str(exc).split(': ', 1)[-1]}"
+            # The boxes must be those of the version the page is given, or a save could overwrite a newer file.
+            again = _read(found)
+            if again == data:
+                break
+            data = again if again is not None else b""
         out["version"] = sha256(data)
         out["text"] = data.decode("utf-8", "replace")
-        if out["image_error"]:
-            return out
-        try:
-            ann = read_annotation(found, image.name, (out["width"], out["height"]))
-        except AnnotationError as exc:
-            out["annotation_error"] = f"labelImg cannot read {found.path.name}: {str(exc).split(': ', 1)[-1]}"
-            return out
-        out["verified"] = ann.verified
-        out["boxes"] = self._shown_boxes(ann, image, out["width"], out["height"])
+        out["annotation_error"] = error
+        if ann is not None:
+            out["verified"] = ann.verified
+            out["boxes"] = self._shown_boxes(ann, image, out["width"], out["height"])
         return out
 
     def _shown_boxes(self, ann: Annotation, image: Path, width: int, height: int) -> list[dict[str, Any]]:
@@ -247,7 +257,9 @@ class ReviewSession:
         self.spent(rel, seconds)
         with self.lock:  # two tabs of this server never interleave their read-compare-write
             found = self.annotation_of(image)
-            data = found.path.read_bytes() if found else None
+            data = _read(found)
+            if data is None:
+                found = None
             if (sha256(data) if data is not None else None) != version:
                 raise Conflict(self.load(rel))
             try:
@@ -283,8 +295,10 @@ class ReviewSession:
                 write_bytes_atomic(target, new)
             if verified and fmt == "yolo":
                 self._accept(image, target.name, sha256(new))
-        out = self.load(rel)
-        return {"version": out["version"], "status": out["status"], "boxes": out["boxes"], "verified": out["verified"]}
+            status = review_state(image, AnnotationFile(target, fmt)).status
+        # The version of the bytes written here, not of the file read back: another writer may have replaced it
+        # already, and the page's next save must then meet a conflict.
+        return {"version": sha256(new), "status": status}
 
     def _file_bytes(self, ann: Annotation, fmt: str, target: Path, image: Path) -> bytes:
         if fmt == "voc":
@@ -309,6 +323,16 @@ class ReviewSession:
         if digest not in accepted:
             sidecar["accepted"] = [*accepted, digest]
             write_bytes_atomic(sidecar_path(image), json.dumps(sidecar, indent=1).encode())
+
+
+def _read(found: AnnotationFile | None) -> bytes | None:
+    """The annotation's bytes; None when there is none (also when it was deleted a moment ago)."""
+    if found is None:
+        return None
+    try:
+        return found.path.read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 def _parse_boxes(boxes: Any) -> list[Box]:

@@ -78,8 +78,9 @@ async function go(index) {
   if (S.target !== index) return; // a later key press goes further
   S.target = undefined;
   if (S.conflict) return; // the person chooses first
-  if (S.shot) await sendSeconds(S.shot.path); // time spent looking counts too, saved or not
-  S.index = index;
+  const leaving = S.shot;
+  S.index = index; // before any other wait: the next key press steps on from here
+  if (leaving) await sendSeconds(leaving.path); // time spent looking counts too, saved or not
   await load(S.list.screenshots[index].path);
   await refreshList();
 }
