@@ -364,6 +364,7 @@ function showConflict() {
 }
 
 $("reload").onclick = () => {
+  if (!S.conflict) return;
   const { current } = S.conflict;
   S.conflict = null;
   $("conflict").hidden = true;
@@ -373,6 +374,7 @@ $("reload").onclick = () => {
 };
 
 $("overwrite").onclick = () => {
+  if (!S.conflict) return;
   const { current } = S.conflict;
   S.conflict = null;
   $("conflict").hidden = true;
