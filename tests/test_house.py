@@ -196,7 +196,7 @@ print(json.dumps(results))
         results = json.loads(out.stdout.strip().splitlines()[-1])
         assert results.pop("loaded") == []
         assert set(results.values()) == {0}, results
-        assert len(results) == 19  # --help and 18 verbs
+        assert len(results) == 20  # --help and 19 verbs
     broken = "import sys; sys.modules['panda3d'] = None; from toonvision.cli import main; main()"
     done = subprocess.run(
         [sys.executable, "-c", broken, "synth", "--root", str(tmp_path), "-n", "1"],

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from toonvision.cli import annotate, data, demo, interpretation, learning, report, serving, synth, watch
+from toonvision.cli import annotate, data, demo, interpretation, learning, report, review, serving, synth, watch
 from toonvision.cli.common import fail
 
 app = typer.Typer(
@@ -41,12 +41,13 @@ VERBS = (
     learning.optimizers,
     learning.compare,
     learning.evaluate,
-    # interpretation, serving (the live mode, model-assisted labelling), the report, everything at once
+    # interpretation, serving (the live mode, model-assisted labelling, its review page), the report, all at once
     interpretation.explain,
     serving.predict,
     serving.export,
     watch.watch,
     annotate.annotate,
+    review.review,
     report.report,
     demo.demo,
 )

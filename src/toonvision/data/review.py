@@ -5,8 +5,10 @@ A pre-annotation is an ordinary labelImg file (so labelImg opens it) with a side
 version of the annotation file annotate wrote. A screenshot's annotation is
 
 - *reviewed* when it has no sidecar (a person drew it), when labelImg marked it verified (its Verify Image
-  button: ``verified="yes"`` in VOC, ``"verified": true`` in CreateML), or when its bytes are no longer any
-  annotate wrote (a person saved it in labelImg, which is what correcting a box does);
+  button: ``verified="yes"`` in VOC, ``"verified": true`` in CreateML), when its bytes are no longer any
+  annotate wrote (a person saved it in labelImg, which is what correcting a box does), or when a person
+  accepted exactly these bytes in ``toonvision review`` (the sidecar's ``accepted``: YOLO files have no
+  verified flag to carry that);
 - *pre-annotated* when its bytes are still exactly what annotate wrote and it is not verified: ground truth for
   nobody until a person has looked, so extraction and detector training leave it out unless asked.
 
@@ -55,6 +57,11 @@ def read_sidecar(image: Path) -> dict[str, Any] | None:
     return data
 
 
+def machine_written(sidecar: dict[str, Any], digest: str | None) -> bool:
+    """Whether the annotation bytes of SHA-256 ``digest`` are annotate's and nobody has accepted them."""
+    return digest in sidecar["written"] and digest not in (sidecar.get("accepted") or [])
+
+
 def _verified(annotation: AnnotationFile, image: Path) -> bool:
     try:
         if annotation.format == "voc":
@@ -83,7 +90,7 @@ def review_state(image: Path, annotation: AnnotationFile | None) -> ReviewState:
     sidecar = read_sidecar(image)
     if sidecar is None or sidecar.get("annotation") != annotation.path.name:
         return ReviewState(image, annotation, REVIEWED, None)
-    if file_sha256(annotation.path) not in sidecar["written"] or _verified(annotation, image):
+    if not machine_written(sidecar, file_sha256(annotation.path)) or _verified(annotation, image):
         return ReviewState(image, annotation, REVIEWED, None)
     return ReviewState(image, annotation, PRE_ANNOTATED, sidecar)
 

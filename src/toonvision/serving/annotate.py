@@ -24,6 +24,7 @@ from toonvision.data.review import (
     SIDECAR_KIND,
     ReviewState,
     file_sha256,
+    machine_written,
     read_sidecar,
     sidecar_path,
 )
@@ -147,7 +148,7 @@ def write_proposal(step: Step, proposal: Proposal, models: dict[str, str], all_l
     }
     if step.action == "refresh":
         current = read_sidecar(image)
-        if current is None or file_sha256(target) not in current["written"]:
+        if current is None or not machine_written(current, file_sha256(target)):
             raise Changed(f"{target} was changed since annotate planned to refresh it: left as it is now")
     write_bytes_atomic(sidecar_path(image), json.dumps(record, indent=1).encode())
     if step.action == "refresh":
