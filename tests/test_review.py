@@ -35,6 +35,7 @@ from toonvision.data.annotations import (
 from toonvision.data.review import PRE_ANNOTATED, REVIEWED, UNLABELLED, review_state, sidecar_path
 from toonvision.data.taxonomy import all_labels
 from toonvision.serving.annotate import Proposal, Step, write_proposal
+from toonvision.serving.pipeline import BoxResult, Results
 from toonvision.serving.review_server import ReviewSession, create_app
 
 LABELS = [str(label) for label in all_labels()]
@@ -68,10 +69,10 @@ def pre_annotate(
     folder.mkdir(parents=True, exist_ok=True)
     image = folder / name
     street(*size, [b[1:5] for b in boxes] + list(missed)).save(image)
-    proposal = Proposal(image, *size)
+    results = Results(str(image), *size, path=image)
     for label, *box, confidence in boxes:
-        proposal.boxes.append(Box(label, *map(float, box)))
-        proposal.details.append({"box": list(box), "label": label, "confidence": confidence})
+        results.boxes.append(BoxResult(tuple(box), label, confidence, label.split("_")[0], confidence))
+    proposal = Proposal(results)
     write_proposal(Step(review_state(image, None), "write", fmt), proposal, {"detect": "tiny"}, LABELS)
     return image
 
