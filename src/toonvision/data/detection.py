@@ -134,7 +134,8 @@ class DetectionSet:
         total = sum(self.unknown_labels.values())
         common = self.unknown_labels.most_common()
         named = ", ".join(f"{label} ({n})" for label, n in common[:shown])
-        more = f" and {len(common) - shown} more labels" if len(common) > shown else ""
+        hidden = len(common) - shown
+        more = f" and {hidden} more label{'s' if hidden > 1 else ''}" if hidden > 0 else ""
         boxes, were = ("1 box with a label", "was") if total == 1 else (f"{total} boxes with labels", "were")
         return f"{boxes} this detector does not know ({', '.join(self.classes)}) {were} left out: {named}{more}"
 
