@@ -5,8 +5,9 @@ A task belongs to a *family*: ``classify`` (a crop in, one class out: binary, su
 (a whole screenshot in, boxes out). The family says which configuration, trainer, evaluator and exporter serve
 the task: :class:`~toonvision.learning.training.TrainConfig` and ``train_run``, ``learning.evaluation`` and the
 classifier export for ``classify``; :class:`~toonvision.learning.detector_training.DetectConfig` and
-``train_detector``, ``serving.detector_evaluation`` and the detector export for ``detect``. Every one of them
-asks this registry (:func:`is_detector`, :func:`task_spec`) rather than comparing task names.
+``train_detector``, ``serving.detector_evaluation`` and the detector export for ``detect``. Code that must tell
+the families apart asks this registry (:func:`is_detector`, :func:`task_spec`, ``ModelSource.is_detector``)
+rather than comparing task names, so that a new task of either family is one entry in :data:`TASKS`.
 
 This module imports nothing heavy, and nothing of the learning stage: the configurations take their defaults
 from it, the CLI refuses an option that does not apply before TensorFlow is imported, and
