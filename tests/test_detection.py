@@ -135,3 +135,27 @@ def test_bad_screenshots_are_skipped_and_bad_boxes_left_out(ws):
     assert "too small" in skipped[str(ws.screenshots / "tiny.png")]
     assert "not an image" in skipped[str(ws.screenshots / "corrupt.png")]
     assert corrupt_xml.exists()  # nothing is deleted on the way
+
+
+def test_boxes_with_labels_the_scheme_does_not_know_are_counted_and_named(ws):
+    add_screenshot(ws, "a.png", [("cog_xx_foo", 10, 10, 60, 150), ("toon_cat", 100, 20, 150, 200)])
+    add_screenshot(ws, "b.png", [("cog_xx_foo", 10, 10, 60, 150), ("mystery", 100, 20, 150, 200)])
+    data = load_detection_set([ws.screenshots])
+    assert data.unknown_labels == {"cog_xx_foo": 2, "mystery": 1}
+    assert [len(t.boxes) for t in sorted(data.truths, key=lambda t: t.name)] == [1, 0]
+    assert data.unknown_labels_note() == (
+        "3 boxes with labels this detector does not know (toon, bossbot, lawbot, cashbot, sellbot) were left out: "
+        "cog_xx_foo (2), mystery (1)"
+    )
+    assert data.unknown_labels_note(shown=1).endswith("cog_xx_foo (2) and 1 more label")
+    assert load_detection_set([ws.screenshots], "kind").unknown_labels == {"cog_xx_foo": 2, "mystery": 1}
+
+
+def test_an_empty_detection_set_says_why(ws, tmp_path):
+    assert load_detection_set([tmp_path]).why_empty("F") == "there are no screenshots in F"
+    noise_image(64, 64).save(tmp_path / "shot.png")
+    assert "none of the 1 screenshots in F has an annotation" in load_detection_set([tmp_path]).why_empty("F")
+    (tmp_path / "shot.png").write_bytes(b"broken")
+    add_screenshot(ws, "x.png", [("toon_cat", 1, 1, 20, 20)], folder=tmp_path)
+    (tmp_path / "x.png").write_bytes(b"broken")
+    assert "can be used" in load_detection_set([tmp_path]).why_empty("F")

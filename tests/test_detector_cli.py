@@ -4,6 +4,7 @@ training run killed half-way and resumed."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -17,20 +18,30 @@ from PIL import Image
 
 from conftest import run_cli, toy_crops
 from toonvision.data.workspace import Workspace
+from toonvision.learning.tasks import TASKS
 
 # make test runs the suite on two xdist workers: this module's tests share a module fixture, so they run on one.
 pytestmark = pytest.mark.xdist_group("detector_cli")
 
 TRAIN = ("--task", "detect", "--imgsz", "128", "--batch-size", "4", "--split-seed", "0")
+UNKNOWN = "cog_xx_foo"  # a label no class scheme knows: its box is left out and counted
+TRAINING: dict[str, subprocess.CompletedProcess] = {}  # what the fixture's detector training printed
+
+
+def relabel_first_box(xml: Path, label: str) -> None:
+    text = xml.read_text()
+    xml.write_text(re.sub(r"(<object>\s*<name>)[^<]+(</name>)", rf"\g<1>{label}\g<2>", text, count=1))
 
 
 @pytest.fixture(scope="session")  # session: under xdist, other modules' tests may run between this module's
 def trained(tmp_path_factory) -> Workspace:
-    """A workspace with 12 small rendered screenshots, a tiny detector trained on them, and a binary classifier."""
+    """A workspace with 12 small rendered screenshots (one box of the last labelled ``UNKNOWN``), a tiny detector
+    trained on them without augmentation, and a binary classifier."""
     ws = Workspace(tmp_path_factory.mktemp("detect") / "ws").init()
     done = run_cli("synth", "--root", str(ws.root), "-n", "12", "--size", "320x180", "--seed", "5")
     assert done.returncode == 0, done.stderr
-    done = run_cli("train", "--root", str(ws.root), *TRAIN, "--epochs", "2")
+    relabel_first_box(sorted(ws.screenshots.glob("*.xml"))[-1], UNKNOWN)
+    done = TRAINING["detect"] = run_cli("train", "--root", str(ws.root), *TRAIN, "--epochs", "2", "--no-augment")
     assert done.returncode == 0, done.stderr
     toy_crops(ws, per_label=4)
     done = run_cli("train", "--root", str(ws.root), "--task", "binary", "--epochs", "1", "--split-seed", "0")
@@ -47,6 +58,13 @@ def test_training_writes_a_run_folder_split_by_screenshot(trained):
     config = json.loads((run / "config.json").read_text())
     assert config["task"] == "detect" and config["class_names"] == ["toon", "bossbot", "lawbot", "cashbot", "sellbot"]
     assert (config["input_height"], config["input_width"]) == (96, 128)
+    # --no-augment is honoured and recorded; what was not given comes from the task's defaults, as the header says.
+    assert config["augment"] is False
+    assert (config["lr"], config["model"]) == (TASKS["detect"].defaults.lr, TASKS["detect"].defaults.model)
+    header = " ".join(TRAINING["detect"].stdout.split())
+    assert "augment=False" in header and f"lr={TASKS['detect'].defaults.lr}" in header and "batch_size=4" in header
+    warnings = " ".join(TRAINING["detect"].stderr.split())
+    assert "1 box with a label this detector does not know" in warnings and f"{UNKNOWN} (1)" in warnings
     split = json.loads((run / "split.json").read_text())
     assert len(split) == 12 and all(key.startswith("screenshots/") for key in split)
     assert sorted(split.values()).count("test") >= 1
@@ -100,6 +118,31 @@ def test_evaluate_writes_coco_metrics_and_figures(trained, tmp_path):
     done = run_cli("evaluate", str(run / "model.onnx"), "--root", str(trained.root), "--screenshots", str(folder))
     assert done.returncode == 0, done.stderr
     assert (run / "evaluate-2" / "evaluation.json").is_file() and (out / "evaluation.json").is_file()
+    # The box whose label the detector does not know is left out, counted and named, on screen and in the file.
+    assert f"does not know (toon, bossbot, lawbot, cashbot, sellbot) was left out: {UNKNOWN} (1)" in " ".join(
+        done.stderr.split()
+    )
+    assert json.loads((run / "evaluate-2" / "evaluation.json").read_text())["unknown_labels"] == {UNKNOWN: 1}
+
+
+def test_evaluate_refuses_screenshots_it_cannot_judge_and_writes_nothing(trained, tmp_path):
+    run = detect_run(trained)
+    before = sorted(p.name for p in run.iterdir())
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    for shot in sorted(trained.screenshots.glob("*.png"))[:3]:
+        shutil.copy(shot, unlabelled / shot.name)  # the images without their annotations
+    for folder, words in (
+        (tmp_path / "missing", ("missing", "not a folder")),
+        (empty, ("no screenshots", str(empty))),
+        (unlabelled, ("none of the 3 screenshots", "annotation")),
+    ):
+        done = run_cli("evaluate", str(run), "--root", str(trained.root), "--screenshots", str(folder))
+        _one_error_line(done, *words)
+    _one_error_line(run_cli("evaluate", str(run), "--root", str(trained.root), "--task", "suit"), "--task")
+    assert sorted(p.name for p in run.iterdir()) == before  # no results folder for what was not judged
 
 
 def test_predict_finds_boxes_in_a_screenshot_without_any(trained, tmp_path):

@@ -239,19 +239,10 @@ def demo(
     detect_key = {**data_key, "epochs": plan.detect_epochs, "imgsz": plan.detect_imgsz}
 
     def detect_stage() -> dict[str, Any]:
-        out = run_detector_training(
-            ws,
-            model="centernet",
-            classes="suit",
-            epochs=plan.detect_epochs,
-            lr=2e-3,
-            batch_size=16,
-            imgsz=plan.detect_imgsz,
-            augment=True,
-            seed=seed,
-            precision="auto",
-            split_seed=None,
-        )
+        from toonvision.learning.detector_training import DetectConfig
+
+        cfg = DetectConfig.for_width(plan.detect_imgsz, epochs=plan.detect_epochs, seed=seed).validate()
+        out = run_detector_training(ws, cfg)
         return {"path": str(out / "model.keras")}
 
     detector = Path(stages.run("detect", detect_key, detect_stage)["path"]).parent

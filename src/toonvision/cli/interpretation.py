@@ -170,7 +170,7 @@ def make_explainer(source: ModelSource, task: str | None = None, cam_layer: str 
     from toonvision.interpretation.explainer import Explainer
     from toonvision.learning.model_files import load_keras_model
 
-    if source.task == "detect":
+    if source.is_detector:
         raise fail(
             f"{source.path} is a detector, not a classifier: explain shows what a classifier looks at in a crop "
             "(give a binary, suit, name or animal run)"

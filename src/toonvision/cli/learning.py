@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -24,9 +25,11 @@ from toonvision.cli.common import (
     warn,
     workspace,
 )
+from toonvision.learning.tasks import DETECT, TASKS, inapplicable, is_detector, task_help, task_spec, tasks_taking
 
 if TYPE_CHECKING:
     from toonvision.data.workspace import Workspace
+    from toonvision.learning.detector_training import DetectConfig
     from toonvision.learning.experiments import Experiment
     from toonvision.learning.model_files import ModelSource
     from toonvision.learning.training import TrainConfig
@@ -47,26 +50,26 @@ def models(
     """
     tensorflow()
     from toonvision.data.files import new_run_dir
-    from toonvision.data.taxonomy import TASKS
     from toonvision.figures.architecture import draw_architecture
     from toonvision.learning.detection import DETECTORS, create_detector
     from toonvision.learning.models import ALIASES, REGISTRY, architecture, create_model
 
     if name is None:
-        table = Table("model", *TASKS, "what it is", title="Architectures")
+        classifier_tasks = [t for t, spec in TASKS.items() if not spec.is_detector]
+        table = Table("model", *classifier_tasks, "what it is", title="Architectures")
         for arch in REGISTRY.values():
-            counts = [f"{create_model(arch.name, t).count_params():,}" for t in TASKS]
+            counts = [f"{create_model(arch.name, t).count_params():,}" for t in classifier_tasks]
             table.add_row(arch.name, *counts, arch.summary)
         console.print(table)
         console.print("Earlier names still work: " + ", ".join(f"{a} = {n}" for a, n in ALIASES.items()))
-        detectors = Table("detector", "parameters (toon + 4 suits)", "what it is", title="Detectors (--task detect)")
+        detectors = Table("detector", "parameters (toon + 4 suits)", "what it is", title=f"Detectors (--task {DETECT})")
         for det in DETECTORS.values():
             detectors.add_row(det.name, f"{create_detector(det.name, 5).count_params():,}", det.summary)
         console.print(detectors)
         return
     try:
         if name in DETECTORS:
-            arch, task = DETECTORS[name], "detect"
+            arch, task = DETECTORS[name], DETECT
             model = create_detector(name, 5)
         else:
             arch = architecture(name)
@@ -78,23 +81,23 @@ def models(
     console.print(f"wrote {draw_architecture(model, out / 'architecture.png')}")
 
 
-def config_from_options(**options: Any) -> TrainConfig:
-    from toonvision.learning.training import TrainConfig
-
-    try:
-        return TrainConfig(**options).validate()
-    except ValueError as exc:
-        raise fail(str(exc)) from None
+FROM_TASK = "from the task"
 
 
-TrainTask = Annotated[
-    str,
-    typer.Option(
-        "--task",
-        help="binary (cog vs toon), suit (4 suits), name (32 Cog names), or detect (find every Toon and Cog in "
-        "whole screenshots).",
-    ),
-]
+def _per_task(field: str) -> str:
+    """A default as each task has it, for --help: "binary, suit, name, animal: 32; detect: 16"."""
+    by_value: dict[object, list[str]] = {}
+    for spec in TASKS.values():
+        by_value.setdefault(getattr(spec.defaults, field), []).append(spec.name)
+    shown = {True: "on", False: "off"}
+    return "; ".join(f"{', '.join(names)}: {shown.get(value, value)}" for value, names in by_value.items())
+
+
+def _takers(option: str) -> str:
+    return ", ".join(tasks_taking(option)) + ": "
+
+
+TrainTask = Annotated[str, typer.Option("--task", help=task_help())]
 
 
 def train(
@@ -102,161 +105,203 @@ def train(
     task: TrainTask = "binary",
     model: Annotated[
         str | None,
-        typer.Option(help="Architecture (see 'toonvision models'); default small_convnet, for detect centernet."),
+        typer.Option(help="Architecture (see 'toonvision models').", show_default=_per_task("model")),
     ] = None,
-    epochs: Epochs = 25,
-    lr: Annotated[float | None, typer.Option(help="Learning rate (default 1e-3; detect: 2e-3, the peak).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs to train.", show_default=_per_task("epochs"))] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            help="Learning rate (detect: the peak of its warm-up and cosine decay).", show_default=_per_task("lr")
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Crops (detect: screenshots) per batch.", show_default=_per_task("batch_size"))
+    ] = None,
+    augment: Annotated[
+        bool | None,
+        typer.Option(
+            "--augment/--no-augment",
+            help="Augment the training images: crops flipped, rotated (0.075) and zoomed (0.2); screenshots "
+            "mirrored, scaled (0.6-1.4) and shifted.",
+            show_default=_per_task("augment"),
+        ),
+    ] = None,
     optimizer: Annotated[
-        str, typer.Option(help="sgd, adam, rmsprop, adadelta, adagrad, adamax, nadam or ftrl.")
-    ] = "adam",
-    augment: Annotated[bool, typer.Option(help="Random flip, rotation (0.075) and zoom (0.2) in training.")] = False,
-    dropout: Annotated[float, typer.Option(help="Dropout rate before the head (the article's: 0.9).")] = 0.0,
-    decay: Annotated[float, typer.Option(help="Inverse-time decay per step: lr / (1 + decay * step).")] = 0.0,
+        str | None,
+        typer.Option(
+            help=_takers("optimizer") + "sgd, adam, rmsprop, adadelta, adagrad, adamax, nadam or ftrl.",
+            show_default=FROM_TASK,
+        ),
+    ] = None,
+    dropout: Annotated[
+        float | None,
+        typer.Option(
+            help=_takers("dropout") + "dropout rate before the head (the article's: 0.9).", show_default=FROM_TASK
+        ),
+    ] = None,
+    decay: Annotated[
+        float | None,
+        typer.Option(
+            help=_takers("decay") + "inverse-time decay per step: lr / (1 + decay * step).", show_default=FROM_TASK
+        ),
+    ] = None,
     lr_step_every: Annotated[
-        int, typer.Option(help="Step schedule: multiply lr by --lr-step-factor every N epochs.")
-    ] = 0,
-    lr_step_factor: Annotated[float, typer.Option(help="Factor of the step schedule.")] = 0.1,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size (default 32; detect: 16 screenshots).")] = None,
+        int | None,
+        typer.Option(
+            help=_takers("lr_step_every") + "step schedule: multiply lr by --lr-step-factor every N epochs.",
+            show_default=FROM_TASK,
+        ),
+    ] = None,
+    lr_step_factor: Annotated[
+        float | None,
+        typer.Option(help=_takers("lr_step_factor") + "factor of the step schedule.", show_default=FROM_TASK),
+    ] = None,
     class_weight: Annotated[
-        str | None, typer.Option(help="'balanced' weighs classes inversely to their frequency.")
+        str | None,
+        typer.Option(help=_takers("class_weight") + "'balanced' weighs classes inversely to their frequency."),
     ] = None,
     pad: Annotated[
-        bool, typer.Option(help="Pad crops to 600x200 keeping their aspect ratio instead of stretching.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--pad", help=_takers("pad") + "pad crops to 600x200 keeping their aspect ratio instead of stretching."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of weights, shuffling and augmentation.")] = 0,
     precision: Precision = "auto",
     split_seed: Annotated[
-        int | None, typer.Option(help="Split in memory with this seed instead of using the data/ folders.")
+        int | None,
+        typer.Option(
+            help="Split in memory with this seed instead of using the data/ folders (detect: default --seed)."
+        ),
     ] = None,
     name: Annotated[
-        str, typer.Option(help="Name of the run (its folder is runs/train/<task>-<name>; detect: detect-<classes>).")
-    ] = "model",
+        str | None,
+        typer.Option(
+            help="Name of the run: its folder is runs/train/<task>-<name>[-N] (detect: detect-<classes>[-N] unless "
+            "named).",
+            show_default=False,
+        ),
+    ] = None,
     classes: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="detect: the classes to find: suit (toon + the 4 suits), kind (cog, toon) or label (every label "
-            "of raw/data/predefined_classes.txt)."
+            help=_takers("classes") + "the classes to find: suit (toon + the 4 suits), kind (cog, toon) or label "
+            "(every label of raw/data/predefined_classes.txt).",
+            show_default=FROM_TASK,
         ),
-    ] = "suit",
+    ] = None,
     imgsz: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="detect: input width in pixels (a multiple of 32); the height follows a 16:9 screenshot. 640 "
-            "halves a 1280x720 screenshot."
+            help=_takers("imgsz") + "input width in pixels (a multiple of 32); the height follows a 16:9 "
+            "screenshot. 640 halves a 1280x720 screenshot.",
+            show_default=FROM_TASK,
         ),
-    ] = 640,
+    ] = None,
     resume: Annotated[
-        bool,
-        typer.Option(help="detect: continue the newest detector run that was stopped before it finished."),
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--resume",
+            help=_takers("resume") + "continue the newest detector run that was stopped before it finished, with "
+            "the settings it was started with.",
+        ),
+    ] = None,
     include_unreviewed: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--include-unreviewed",
-            help="detect: also learn from pre-annotations ('toonvision annotate') nobody has reviewed yet.",
+            help=_takers("include_unreviewed")
+            + "also learn from pre-annotations ('toonvision annotate') nobody has reviewed yet.",
         ),
-    ] = False,
+    ] = None,
 ) -> None:
     """Train one model and write its run folder under <root>/runs/train/.
 
-    The run folder holds model.keras, history.json, config.json, metrics.json (test loss and accuracy),
-    split.json and history.png (accuracy and loss, training and validation). Training uses the split in
-    data/{train,validate,test} when there is one, else a 60/20/20 split planned from --split-seed.
+    A classifier (--task binary, suit, name or animal) learns from the crops: its run folder holds model.keras,
+    history.json, config.json, metrics.json (test loss and accuracy), split.json and history.png (accuracy and
+    loss, training and validation). Training uses the split in data/{train,validate,test} when there is one,
+    else a 60/20/20 split planned from --split-seed.
 
-    With --task detect, a detector learns from the labelled screenshots in raw/screenshots and raw/processed
-    (any labelImg format), split 60/20/20 by screenshot from --split-seed (default --seed); its run folder is
+    A detector (--task detect) learns from the labelled screenshots in raw/screenshots and raw/processed (any
+    labelImg format), split 60/20/20 by screenshot from --split-seed (default --seed); its run folder is
     runs/train/detect-<classes>[-N]. A stopped run continues from its last finished epoch with --resume.
     Pre-annotations nobody has reviewed are left out (and counted) unless --include-unreviewed.
+
+    Options left out take the task's defaults; an option of another task is refused.
     """
-    if task == "detect":
-        run_detector_training(
-            workspace(root),
-            model=model or "centernet",
-            classes=classes,
-            epochs=epochs,
-            lr=lr or 2e-3,
-            batch_size=batch_size or 16,
-            imgsz=imgsz,
-            augment=True,
-            seed=seed,
-            precision=precision,
-            split_seed=split_seed,
-            resume=resume,
-            name="detect" if name == "model" else name,
-            include_unreviewed=include_unreviewed,
-        )
+    options = {
+        "model": model,
+        "epochs": epochs,
+        "lr": lr,
+        "batch_size": batch_size,
+        "augment": augment,
+        "optimizer": optimizer,
+        "dropout": dropout,
+        "decay": decay,
+        "lr_step_every": lr_step_every,
+        "lr_step_factor": lr_step_factor,
+        "class_weight": class_weight,
+        "pad": pad,
+        "seed": seed,
+        "precision": precision,
+        "split_seed": split_seed,
+        "name": name,
+        "classes": classes,
+        "imgsz": imgsz,
+        "resume": resume,
+        "include_unreviewed": include_unreviewed,
+    }
+    given = {k: v for k, v in options.items() if v is not None}
+    try:
+        spec = task_spec(task)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    wrong = inapplicable(task, given)
+    if wrong:
+        raise fail(wrong)
+    split_seed = given.pop("split_seed", None)
+    settings = {**asdict(spec.defaults), "name": spec.run_name, **given}
+    if spec.is_detector:
+        resume = settings.pop("resume", False)
+        run_detector_training(workspace(root), detector_config(settings), split_seed=split_seed, resume=resume)
         return
-    model, lr, batch_size = model or "small_convnet", lr or 1e-3, batch_size or 32
-    cfg = config_from_options(
-        name=name,
-        task=task,
-        model=model,
-        epochs=epochs,
-        lr=lr,
-        optimizer=optimizer,
-        augment=augment,
-        dropout=dropout,
-        decay=decay,
-        lr_step_every=lr_step_every,
-        lr_step_factor=lr_step_factor,
-        batch_size=batch_size,
-        class_weight=class_weight,
-        pad=pad,
-        seed=seed,
-        precision=precision,
-    )
-    settings = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "precision")}
-    header("train", root=root, **settings, precision=shown_precision(precision), split_seed=split_seed)
+    cfg = classifier_config(task, settings)
+    shown = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "precision")}
+    header("train", root=root, **shown, precision=shown_precision(cfg.precision), split_seed=split_seed)
     run_training(workspace(root), cfg, split_seed=split_seed)
 
 
-def detector_input_size(imgsz: int) -> tuple[int, int]:
-    """(height, width) for a --imgsz width: the height of a 16:9 screenshot, up to a multiple of 32."""
-    if imgsz < 64 or imgsz % 32:
-        raise fail(f"--imgsz must be a multiple of 32 and at least 64, got {imgsz}")
-    return (-(-imgsz * 9 // 16) + 31) // 32 * 32, imgsz
+def classifier_config(task: str, settings: dict[str, Any]) -> TrainConfig:
+    """The validated configuration of a classifier run from ``train``'s settings; exits with the error."""
+    from toonvision.learning.training import TrainConfig
+
+    try:
+        return TrainConfig(task=task, **settings).validate()
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+
+
+def detector_config(settings: dict[str, Any]) -> DetectConfig:
+    """The validated configuration of a detector run from ``train``'s settings (--imgsz: the input width);
+    exits with the error."""
+    from toonvision.learning.detector_training import DetectConfig
+
+    settings = dict(settings)
+    width = settings.pop("imgsz", DetectConfig().input_width)
+    try:
+        return DetectConfig.for_width(width, **settings).validate()
+    except ValueError as exc:
+        raise fail(str(exc)) from None
 
 
 def run_detector_training(
-    ws: Workspace,
-    *,
-    model: str,
-    classes: str,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    imgsz: int,
-    augment: bool,
-    seed: int,
-    precision: str,
-    split_seed: int | None,
-    resume: bool = False,
-    name: str = "detect",
-    include_unreviewed: bool = False,
+    ws: Workspace, cfg: DetectConfig, *, split_seed: int | None = None, resume: bool = False
 ) -> Path:
-    """Train a detector with a progress bar per epoch; returns the run folder (runs/train/detect-<classes>, or
-    detect-<name> for another name)."""
+    """Train a detector with a progress bar per epoch (with ``resume``: continue the newest stopped run); returns
+    the run folder (runs/train/detect-<classes>, or detect-<name> for another name)."""
     from toonvision.data.detection import DetectionDataError
-    from toonvision.learning.detector_training import DetectConfig, find_unfinished_run, train_detector
+    from toonvision.learning.detector_training import find_unfinished_run, train_detector
 
-    height, width = detector_input_size(imgsz)
-    try:
-        cfg = DetectConfig(
-            name=name,
-            model=model,
-            classes=classes,
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
-            input_height=height,
-            input_width=width,
-            augment=augment,
-            precision=precision,
-            seed=seed,
-            include_unreviewed=include_unreviewed,
-        ).validate()
-    except ValueError as exc:
-        raise fail(str(exc)) from None
     previous = find_unfinished_run(ws.runs / "train") if resume else None
     if resume and previous is None:
         raise fail(f"no stopped detector run to resume under {ws.runs / 'train'}")
@@ -265,8 +310,8 @@ def run_detector_training(
         "train",
         root=ws.root,
         **settings,
-        input=f"{width}x{height}",
-        precision=shown_precision(precision),
+        input=f"{cfg.input_width}x{cfg.input_height}",
+        precision=shown_precision(cfg.precision),
         split_seed=split_seed,
         **({"resume": previous} if previous else {}),
     )
@@ -286,6 +331,9 @@ def run_detector_training(
                 warn(f"{image}: {what}")
             if len(data.warnings) > 20:
                 warn(f"... and {len(data.warnings) - 20} more notes on boxes left out")
+            unknown = data.unknown_labels_note()
+            if unknown:
+                warn(unknown)
             unreviewed_left_out(len(data.unreviewed))
             boxes = ", ".join(f"{k} {v}" for k, v in data.box_counts().items())
             console.print(
@@ -579,7 +627,9 @@ def evaluate(
         source = locate_model(model_path, ws.root)
     except ModelError as exc:
         raise fail(str(exc)) from None
-    if source.task == "detect" or _is_onnx_detector(source):
+    if source.is_detector or _is_onnx_detector(source):
+        if task is not None:
+            raise fail("--task goes with a bare classifier file; a detector's task is detect")
         run_detector_evaluation(ws, source, screenshots=screenshots, top=min(top, 12))
         return
     if screenshots:
@@ -593,7 +643,7 @@ def _is_onnx_detector(source: ModelSource) -> bool:
     from toonvision.serving.inference import onnx_metadata, onnx_session
 
     try:
-        return onnx_metadata(onnx_session(source.path, 1)).get("task") == "detect"
+        return is_detector(onnx_metadata(onnx_session(source.path, 1)).get("task"))
     except ValueError:
         return False
 
@@ -601,12 +651,12 @@ def _is_onnx_detector(source: ModelSource) -> bool:
 def run_detector_evaluation(
     ws: Workspace, source: ModelSource, *, screenshots: list[Path] | None = None, top: int = 9
 ) -> Path:
-    """Judge a detector with COCO's AP, print its tables, write evaluation.json and figures; returns the folder."""
+    """Judge a detector with COCO's AP (serving.detector_evaluation), print its tables and draw its figures;
+    returns the folder of evaluation.json."""
     from toonvision.data.detection import DetectionDataError
-    from toonvision.data.files import write_json
-    from toonvision.learning.detection_metrics import bucket_text, evaluate_detections, worst_screenshots
+    from toonvision.learning.detection_metrics import bucket_text
     from toonvision.learning.model_files import ModelError
-    from toonvision.serving.detector_evaluation import EVAL_THRESHOLD, detect_all, evaluation_set
+    from toonvision.serving.detector_evaluation import EVAL_THRESHOLD, evaluate_detector, evaluation_set
 
     if not source.is_onnx:
         tensorflow()
@@ -621,7 +671,7 @@ def run_detector_evaluation(
     header(
         "evaluate",
         model=source.path,
-        task="detect",
+        task=DETECT,
         engine=detector.engine,
         classes=",".join(detector.classes),
         screenshots=f"{len(data.truths)} ({judged})",
@@ -630,26 +680,16 @@ def run_detector_evaluation(
         warn(f"skipped {image}: {reason}")
     if data.unreviewed:
         warn(f"{len(data.unreviewed)} unreviewed pre-annotations left out: they are no truth to measure against")
+    unknown = data.unknown_labels_note()
+    if unknown:
+        warn(unknown)
     with progress() as bar:
         task_id = bar.add_task("detecting", total=len(data.truths))
-        detections = detect_all(detector, data.truths, on_batch=lambda n: bar.advance(task_id, n))
-    metrics = evaluate_detections(data.truths, detections, detector.classes)
-    out = source.results_dir("evaluate")
-    write_json(
-        out / "evaluation.json",
-        {
-            "model": str(source.path),
-            "task": "detect",
-            "screenshots": judged,
-            "n_screenshots": len(data.truths),
-            "skipped": [{"image": i, "reason": r} for i, r in data.skipped],
-            **metrics.to_dict(),
-        },
-    )
-    paths = [out / "evaluation.json", plot_pr_curves(metrics, out / "pr_curves.png", f"{source.name}: {judged}")]
-    worst = worst_screenshots(data.truths, detections, metrics, n=top)
-    if worst:
-        paths.append(plot_worst_screenshots(worst, detector.classes, out / "worst_screenshots.png"))
+        result = evaluate_detector(source, detector, data, judged, top=top, on_batch=lambda n: bar.advance(task_id, n))
+    metrics = result.metrics
+    paths = [result.report, plot_pr_curves(metrics, result.out / "pr_curves.png", f"{source.name}: {judged}")]
+    if result.worst:
+        paths.append(plot_worst_screenshots(result.worst, detector.classes, result.out / "worst_screenshots.png"))
 
     def ap(value: float | None) -> str:
         return "-" if value is None else f"{value:.3f}"
@@ -681,14 +721,15 @@ def run_detector_evaluation(
     )
     for p in paths:
         console.print(f"wrote {p}")
-    return out
+    return result.out
 
 
 def run_evaluation(ws: Workspace, source: ModelSource, *, task: str | None = None, top: int = 32) -> Path:
-    """Evaluate a located model, print its tables, write evaluation.json and figures; returns the folder."""
+    """Evaluate a located classifier (learning.evaluation), print its tables and draw its figures; returns the
+    folder of evaluation.json."""
     tensorflow()
     from toonvision.figures.evaluation import draw_evaluation
-    from toonvision.learning.evaluation import evaluate_source, write_evaluation
+    from toonvision.learning.evaluation import evaluate_classifier
     from toonvision.learning.model_files import ModelError, load_classifier
 
     try:
@@ -697,11 +738,11 @@ def run_evaluation(ws: Workspace, source: ModelSource, *, task: str | None = Non
         raise fail(str(exc)) from None
     header("evaluate", model=source.keras_file(), task=task, pad=source.pad, split=_split_source(source), top=top)
     try:
-        ev, data = evaluate_source(ws, source, model, task)
+        result = evaluate_classifier(ws, source, model, task)
     except ValueError as exc:
         raise fail(f"{exc} in {ws.root}: run 'toonvision extract' first") from None
-    out = source.results_dir("evaluate")
-    paths = [write_evaluation(ev, out), *draw_evaluation(ev, data, out, top=top).values()]
+    ev = result.evaluation
+    paths = [result.report, *draw_evaluation(ev, result.data, result.out, top=top).values()]
     if ev.test_metrics:
         console.print(
             f"test accuracy {ev.test_metrics['accuracy']:.4f}, loss {ev.test_metrics['loss']:.4f} "
@@ -719,7 +760,7 @@ def run_evaluation(ws: Workspace, source: ModelSource, *, task: str | None = Non
     console.print(f"{len(ev.wrong())} wrong predictions over {len(ev.predictions)} crops")
     for p in paths:
         console.print(f"wrote {p}")
-    return out
+    return result.out
 
 
 def _split_source(source: ModelSource) -> str:

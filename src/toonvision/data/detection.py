@@ -15,6 +15,7 @@ neither counts them as misses nor a detection on them as a false positive.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +133,41 @@ class DetectionSet:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason): the screenshot is not used
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (file, what): used, with this left out
     unreviewed: list[str] = field(default_factory=list)  # pre-annotations nobody has reviewed: not used
+    unlabelled: list[str] = field(default_factory=list)  # screenshots without an annotation: nothing to use
+    # Boxes left out because their label has no class here, by label: one count per label rather than one
+    # warning per box, so that a misspelt label on hundreds of boxes reads as one line.
+    unknown_labels: Counter[str] = field(default_factory=Counter)
+
+    def unknown_labels_note(self, shown: int = 5) -> str | None:
+        """One sentence counting and naming the boxes left out for their labels (the commonest first); None
+        when there are none."""
+        if not self.unknown_labels:
+            return None
+        total = sum(self.unknown_labels.values())
+        common = self.unknown_labels.most_common()
+        named = ", ".join(f"{label} ({n})" for label, n in common[:shown])
+        hidden = len(common) - shown
+        more = f" and {hidden} more label{'s' if hidden > 1 else ''}" if hidden > 0 else ""
+        boxes, were = ("1 box with a label", "was") if total == 1 else (f"{total} boxes with labels", "were")
+        return f"{boxes} this detector does not know ({', '.join(self.classes)}) {were} left out: {named}{more}"
+
+    def why_empty(self, where: str) -> str:
+        """Why no screenshot of ``where`` is usable, for a set without truths: no images, none labelled, none
+        reviewed, or none readable."""
+        if self.skipped:
+            image, reason = self.skipped[0]
+            return f"none of the {len(self.skipped)} labelled screenshots in {where} can be used ({image}: {reason})"
+        if self.unreviewed:
+            return (
+                f"the {len(self.unreviewed)} labelled screenshots in {where} are unreviewed pre-annotations: "
+                "review them in labelImg first"
+            )
+        if self.unlabelled:
+            return (
+                f"none of the {len(self.unlabelled)} screenshots in {where} has an annotation (a labelImg file "
+                "beside it): there is nothing to measure against"
+            )
+        return f"there are no screenshots in {where}"
 
     def box_counts(self) -> dict[str, int]:
         counts = dict.fromkeys(self.classes, 0)
@@ -248,8 +284,8 @@ def load_letterboxed(
 
 def read_truth(image: Path, annotation, scheme: str, classes: Sequence[str], out: DetectionSet) -> Truth | None:
     """One screenshot's boxes under ``scheme``; None (recorded in ``out.skipped``) when it cannot be used.
-    Boxes are clipped to the image; boxes outside it, or with a label the scheme has no class for, are left
-    out and named in ``out.warnings``."""
+    Boxes are clipped to the image; boxes outside it are left out and named in ``out.warnings``, boxes with a
+    label the scheme has no class for are left out and counted in ``out.unknown_labels``."""
     width, height = image_size(image)
     if width == 0:
         out.skipped.append((str(image), "not an image that can be read"))
@@ -273,7 +309,7 @@ def read_truth(image: Path, annotation, scheme: str, classes: Sequence[str], out
     for box in ann.boxes:
         index = class_of(box.name, scheme, classes)
         if index is None:
-            out.warnings.append((str(image), f"box {box.name!r} has no class under --classes {scheme}: left out"))
+            out.unknown_labels[box.name] += 1
             continue
         x1, x2 = np.clip([box.xmin, box.xmax], 0, width)
         y1, y2 = np.clip([box.ymin, box.ymax], 0, height)
@@ -316,7 +352,8 @@ def load_detection_set(
         pairs, _orphans = find_screenshots(Path(folder))
         for image, annotation in pairs:
             if annotation is None:
-                continue  # not labelled: nothing to learn from or to measure against
+                out.unlabelled.append(str(image))  # nothing to learn from or to measure against
+                continue
             if not include_unreviewed and review_state(image, annotation).status == PRE_ANNOTATED:
                 out.unreviewed.append(str(image))
                 continue

@@ -40,6 +40,7 @@ from toonvision.learning.detection import (
     detector_architecture,
     encode_targets,
 )
+from toonvision.learning.tasks import DETECT, DETECTOR_DEFAULTS, is_detector
 from toonvision.learning.training import save_model
 
 if TYPE_CHECKING:
@@ -54,16 +55,16 @@ EpochHook = Callable[[int, dict[str, float]], None]
 class DetectConfig:
     """Everything that defines one detector training run, so any run can be repeated."""
 
-    name: str = "detect"
-    model: str = "centernet"
+    name: str = DETECT
+    model: str = DETECTOR_DEFAULTS.model
     classes: str = "suit"  # the class scheme: suit (toon + 4 suits), kind (cog, toon) or label
-    epochs: int = 40
-    batch_size: int = 16
-    lr: float = 2e-3
+    epochs: int = DETECTOR_DEFAULTS.epochs
+    batch_size: int = DETECTOR_DEFAULTS.batch_size
+    lr: float = DETECTOR_DEFAULTS.lr
     warmup_epochs: int = 1
     input_height: int = INPUT_SIZE[0]
     input_width: int = INPUT_SIZE[1]
-    augment: bool = True
+    augment: bool = DETECTOR_DEFAULTS.augment
     precision: str = "auto"
     seed: int = 0
     include_unreviewed: bool = False  # learn from pre-annotations nobody has reviewed too
@@ -85,7 +86,20 @@ class DetectConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "task": "detect"}
+        return {**asdict(self), "task": DETECT}
+
+    def run_name(self) -> str:
+        """The run folder's name under runs/train (a new -N suffix when taken): detect-<classes> for the default
+        name, else detect-<name>."""
+        return f"{DETECT}-{self.classes if self.name == DETECT else self.name}"
+
+    @classmethod
+    def for_width(cls, width: int, **fields: Any) -> DetectConfig:
+        """A configuration whose input is ``width`` pixels wide and as high as a 16:9 screenshot (rounded up to
+        a multiple of 32); ValueError for a width that is no multiple of 32 or under 64."""
+        if width < 64 or width % 32:
+            raise ValueError(f"--imgsz must be a multiple of 32 and at least 64, got {width}")
+        return cls(input_height=(-(-width * 9 // 16) + 31) // 32 * 32, input_width=width, **fields)
 
 
 def find_unfinished_run(train_runs: Path) -> Path | None:
@@ -96,7 +110,7 @@ def find_unfinished_run(train_runs: Path) -> Path | None:
         if (run / "model.keras").exists():
             continue
         recorded = read_json(config)
-        if isinstance(recorded, dict) and recorded.get("task") == "detect":
+        if isinstance(recorded, dict) and is_detector(recorded.get("task")):
             candidates.append((config.stat().st_mtime, run))
     return max(candidates)[1] if candidates else None
 
@@ -269,7 +283,7 @@ def train_detector(
 
     if resume is not None:
         recorded = read_json(resume / "config.json")
-        if not isinstance(recorded, dict) or recorded.get("task") != "detect":
+        if not isinstance(recorded, dict) or not is_detector(recorded.get("task")):
             raise DetectionDataError(f"{resume} is not a detector run folder (no detect config.json)")
         fields = {k: v for k, v in recorded.items() if k in DetectConfig.__dataclass_fields__}
         cfg = replace(DetectConfig(), **fields)
@@ -304,7 +318,7 @@ def train_detector(
     train = batches(parts["train"], cfg.augment)
     val = batches(parts["validate"], False) if parts["validate"] else None
     if out is None:
-        out = new_run_dir(ws.runs / "train", f"detect-{cfg.classes if cfg.name == 'detect' else cfg.name}")
+        out = new_run_dir(ws.runs / "train", cfg.run_name())
     out.mkdir(parents=True, exist_ok=True)
     config = {
         **cfg.to_dict(),

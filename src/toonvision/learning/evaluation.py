@@ -168,3 +168,26 @@ def write_evaluation(ev: Evaluation, out: Path) -> Path:
         },
     )
     return path
+
+
+@dataclass
+class ClassifierEvaluation:
+    """A classifier judged on the workspace's crops, and the folder its evaluation.json was written to."""
+
+    out: Path
+    evaluation: Evaluation
+    data: TaskData
+
+    @property
+    def report(self) -> Path:
+        return self.out / "evaluation.json"
+
+
+def evaluate_classifier(ws: Workspace, source: ModelSource, model: keras.Model, task: str) -> ClassifierEvaluation:
+    """Evaluate a located classifier (:func:`evaluate_source`) and write evaluation.json into a new results
+    folder of ``source``, made only once the evaluation succeeded; ValueError when the workspace has no crops
+    of ``task``."""
+    ev, data = evaluate_source(ws, source, model, task)
+    out = source.results_dir("evaluate")
+    write_evaluation(ev, out)
+    return ClassifierEvaluation(out, ev, data)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from toonvision.data.files import latest_run_dir, new_run_dir
 from toonvision.data.taxonomy import TASKS, task_for_units
+from toonvision.learning.tasks import is_detector
 
 if TYPE_CHECKING:
     import keras
@@ -47,6 +48,11 @@ class ModelSource:
     @property
     def task(self) -> str | None:
         return self.config.get("task")
+
+    @property
+    def is_detector(self) -> bool:
+        """Whether its run recorded a detector's task (a bare file records none)."""
+        return is_detector(self.task)
 
     @property
     def pad(self) -> bool:
@@ -176,7 +182,7 @@ def newest_detector(runs: Path) -> ModelSource | None:
             source = _source(model_file)
         except ModelError:
             continue
-        if source.task == "detect":
+        if source.is_detector:
             finished.append((model_file.stat().st_mtime, source))
     if not finished:
         return None
@@ -189,7 +195,7 @@ def load_classifier(source: ModelSource, task: str | None = None) -> tuple[keras
     """The Keras classifier of ``source`` (an .onnx export's through the .keras it came from) and its task:
     ``task`` when given, else the recorded one, else the one its outputs imply; ModelError says what is
     wrong."""
-    if source.task == "detect":
+    if source.is_detector:
         raise ModelError(
             f"{source.path} is a detector, not a classifier: it finds boxes in whole screenshots "
             "(toonvision predict SHOT.png, toonvision.Detector)"

@@ -26,6 +26,7 @@ from toonvision.data.taxonomy import task_classes
 from toonvision.learning.backend import PRECISIONS, available_cores, dtype_policy, resolve_precision, seed_everything
 from toonvision.learning.evaluation import measure
 from toonvision.learning.models import architecture, create_model, pooled_stem
+from toonvision.learning.tasks import CLASSIFIER_DEFAULTS
 
 if TYPE_CHECKING:
     import keras
@@ -54,16 +55,16 @@ class TrainConfig:
 
     name: str = "baseline"
     task: str = "binary"
-    model: str = "small_convnet"
-    epochs: int = 25
-    lr: float = 1e-3
+    model: str = CLASSIFIER_DEFAULTS.model
+    epochs: int = CLASSIFIER_DEFAULTS.epochs
+    lr: float = CLASSIFIER_DEFAULTS.lr
     optimizer: str = "adam"
-    augment: bool = False
+    augment: bool = CLASSIFIER_DEFAULTS.augment
     dropout: float = 0.0
     decay: float = 0.0  # inverse-time decay per step: lr / (1 + decay * step), the spec's Adam(decay=...)
     lr_step_every: int = 0  # step schedule: multiply lr by lr_step_factor every N epochs (0 = off)
     lr_step_factor: float = 0.1
-    batch_size: int = 32
+    batch_size: int = CLASSIFIER_DEFAULTS.batch_size
     class_weight: str | None = None  # None or "balanced"
     pad: bool = False  # pad crops to 600x200 instead of stretching them
     precision: str = "auto"  # "float32", "bfloat16" (mixed) or "auto": bfloat16 where the CPU computes it natively
@@ -87,6 +88,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def run_name(self) -> str:
+        """The run folder's name under runs/train (a new -N suffix when taken): <task>-<name>."""
+        return f"{self.task}-{self.name.replace(':', '-')}"
 
 
 RECIPES: dict[str, TrainConfig] = {
@@ -390,7 +395,7 @@ def train_run(
     if not len(parts["train"].y):
         raise ValueError("the training split is empty: run 'toonvision split' or give --split-seed")
     result = fit(cfg, parts["train"], parts["validate"], parts["test"], on_epoch=on_epoch)
-    out = out or new_run_dir(ws.runs / "train", f"{cfg.task}-{cfg.name.replace(':', '-')}")
+    out = out or new_run_dir(ws.runs / "train", cfg.run_name())
     save_model(result.model, out / "model.keras")
     write_json(out / "history.json", result.history)
     write_json(

@@ -1,14 +1,23 @@
-"""Running a detector over labelled screenshots: the detections a metric and its figures are computed from."""
+"""Judging a detector on labelled screenshots: which screenshots, the detections, COCO's AP, evaluation.json.
+
+What the ``evaluate`` verb computes and writes for a detector (``task`` detect) is here; the verb prints it and
+draws its figures.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from toonvision.data.detection import DetectionDataError, Detections, DetectionSet, Truth, load_detection_set
+from toonvision.data.files import write_json
+from toonvision.learning.detection_metrics import DetectionMetrics, WorstScreenshot, evaluate_detections
+from toonvision.learning.detection_metrics import worst_screenshots as rank_worst
 from toonvision.learning.detector_training import truth_key
 from toonvision.learning.model_files import ModelSource
+from toonvision.learning.tasks import DETECT
 from toonvision.serving.detector import Detector
 
 if TYPE_CHECKING:
@@ -22,11 +31,18 @@ def evaluation_set(
     source: ModelSource, detector: Detector, ws: Workspace | None, folders: Sequence[Path] | None = None
 ) -> tuple[DetectionSet, str]:
     """The screenshots to judge ``detector`` on and what they are: ``folders`` when given, else the test split
-    its run recorded (split.json) among the workspace's screenshots."""
+    its run recorded (split.json) among the workspace's screenshots. DetectionDataError when there is nothing
+    to judge it on: a folder that does not exist, holds no screenshots, or none labelled and readable."""
     scheme = source.config.get("classes", "suit")
     if folders:
+        for folder in folders:
+            if not Path(folder).is_dir():
+                raise DetectionDataError(f"{folder} is not a folder of labelled screenshots")
+        where = ", ".join(str(f) for f in folders)
         data = load_detection_set(folders, scheme, classes=detector.classes)
-        return data, ", ".join(str(f) for f in folders)
+        if not data.truths:
+            raise DetectionDataError(data.why_empty(where))
+        return data, where
     if source.split is None or ws is None:
         raise DetectionDataError(
             f"{source.path} has no split.json beside it: give --screenshots FOLDER of labelled screenshots"
@@ -55,3 +71,50 @@ def detect_all(
         if on_batch is not None:
             on_batch(len(chunk))
     return found
+
+
+@dataclass
+class DetectorEvaluation:
+    """A detector judged on screenshots: its metrics, its worst screenshots, and the folder it was written to."""
+
+    out: Path
+    data: DetectionSet
+    judged: str  # which screenshots, in words
+    detections: list[Detections]
+    metrics: DetectionMetrics
+    worst: list[WorstScreenshot]
+
+    @property
+    def report(self) -> Path:
+        return self.out / "evaluation.json"
+
+
+def evaluate_detector(
+    source: ModelSource,
+    detector: Detector,
+    data: DetectionSet,
+    judged: str,
+    *,
+    top: int = 9,
+    on_batch: Callable[[int], None] | None = None,
+) -> DetectorEvaluation:
+    """Run ``detector`` over ``data`` (from :func:`evaluation_set`), compute COCO's AP and rank the ``top`` worst
+    screenshots; write evaluation.json into a new results folder of ``source`` (made only once there is
+    something to write)."""
+    detections = detect_all(detector, data.truths, on_batch=on_batch)
+    metrics = evaluate_detections(data.truths, detections, detector.classes)
+    out = source.results_dir("evaluate")
+    write_json(
+        out / "evaluation.json",
+        {
+            "model": str(source.path),
+            "task": DETECT,
+            "screenshots": judged,
+            "n_screenshots": len(data.truths),
+            "skipped": [{"image": i, "reason": r} for i, r in data.skipped],
+            "unknown_labels": dict(data.unknown_labels.most_common()),
+            **metrics.to_dict(),
+        },
+    )
+    worst = rank_worst(data.truths, detections, metrics, n=top)
+    return DetectorEvaluation(out, data, judged, detections, metrics, worst)

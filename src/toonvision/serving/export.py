@@ -30,6 +30,7 @@ from toonvision.data.files import write_bytes_atomic
 from toonvision.data.taxonomy import task_classes
 from toonvision.learning.model_files import ModelError, ModelSource, load_classifier, load_keras_model, locate_model
 from toonvision.learning.models import pooled_stem
+from toonvision.learning.tasks import DETECT
 from toonvision.serving.inference import ONNX_META_PREFIX, ONNX_SUFFIX
 
 if TYPE_CHECKING:
@@ -233,7 +234,7 @@ def export(
     model_file = source.path
     out = Path(out_path) if out_path is not None else source.sibling(ONNX_SUFFIX)
     replaced = check_output(out, model_file, force)
-    if source.task == "detect":
+    if source.is_detector:
         return _export_detector(source, out, replaced, opset)
     try:
         model, task = load_classifier(source, task)
@@ -294,7 +295,7 @@ def _export_detector(source: ModelSource, out: Path, replaced: bool, opset: int)
     set_metadata(
         proto,
         {
-            "task": "detect",
+            "task": DETECT,
             "classes": classes,
             "size": list(model.input_shape[1:3]),
             "letterbox": "scaled to fit keeping the aspect ratio (OpenCV area shrink), centred on black",
@@ -308,7 +309,7 @@ def _export_detector(source: ModelSource, out: Path, replaced: bool, opset: int)
     )
     proto.doc_string = f"ToonVision detector ({', '.join(classes)}) exported from {source.path.name}"
     difference = check_and_write(proto, model, source.path, out, relative=True)
-    return ExportResult(out, source.keras_file(), "detect", classes, True, difference, replaced)
+    return ExportResult(out, source.keras_file(), DETECT, classes, True, difference, replaced)
 
 
 def export_onnx(
