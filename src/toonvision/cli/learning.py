@@ -25,7 +25,7 @@ from toonvision.cli.common import (
     warn,
     workspace,
 )
-from toonvision.learning.tasks import DETECT, TASKS, inapplicable, is_detector, task_help, task_spec, tasks_taking
+from toonvision.learning.tasks import DETECT, TASKS, inapplicable, task_help, task_spec, tasks_taking
 
 if TYPE_CHECKING:
     from toonvision.data.workspace import Workspace
@@ -627,7 +627,9 @@ def evaluate(
         source = locate_model(model_path, ws.root)
     except ModelError as exc:
         raise fail(str(exc)) from None
-    if source.is_detector or _is_onnx_detector(source):
+    from toonvision.serving.loading import finds_boxes
+
+    if finds_boxes(source):
         if task is not None:
             raise fail("--task goes with a bare classifier file; a detector's task is detect")
         run_detector_evaluation(ws, source, screenshots=screenshots, top=min(top, 12))
@@ -635,17 +637,6 @@ def evaluate(
     if screenshots:
         raise fail("--screenshots goes with a detector; a classifier is judged on crops")
     run_evaluation(ws, source, task=task, top=top)
-
-
-def _is_onnx_detector(source: ModelSource) -> bool:
-    if not source.is_onnx or source.task is not None:
-        return False
-    from toonvision.serving.inference import onnx_metadata, onnx_session
-
-    try:
-        return is_detector(onnx_metadata(onnx_session(source.path, 1)).get("task"))
-    except ValueError:
-        return False
 
 
 def run_detector_evaluation(

@@ -166,6 +166,7 @@ def export(
     file is left alone unless [bold]--force[/].
     """
     from toonvision.data.taxonomy import TASKS
+    from toonvision.learning.tasks import is_detector
     from toonvision.serving.export import ExportError, check_output, resolve_source
     from toonvision.serving.export import export as export_model
 
@@ -184,7 +185,7 @@ def export(
         raise fail(str(exc)) from None
     size_kb = result.path.stat().st_size / 1024
     fitted = (
-        "screenshots letterboxed" if result.task == "detect" else f"crops {'padded' if result.pad else 'stretched'}"
+        "screenshots letterboxed" if is_detector(result.task) else f"crops {'padded' if result.pad else 'stretched'}"
     )
     console.print(
         f"{'replaced' if result.replaced else 'wrote'} {result.path} ({size_kb:.0f} KB): task {result.task}, "

@@ -152,13 +152,15 @@ def evaluate_source(ws: Workspace, source: ModelSource, model: keras.Model, task
     return evaluate_model(model, data, task, source.split), data
 
 
-def write_evaluation(ev: Evaluation, out: Path) -> Path:
-    """evaluation.json: test metrics, the confusion matrix and per-class report, and every wrong prediction."""
+def write_evaluation(ev: Evaluation, out: Path, model: Path | None = None) -> Path:
+    """evaluation.json: the model file judged, test metrics, the confusion matrix and per-class report, and
+    every wrong prediction."""
     split = ev.judged_split
     path = out / "evaluation.json"
     write_json(
         path,
         {
+            "model": str(model) if model is not None else None,
             "task": ev.task,
             "test": ev.test_metrics,
             "classes": ev.classes,
@@ -189,5 +191,5 @@ def evaluate_classifier(ws: Workspace, source: ModelSource, model: keras.Model, 
     of ``task``."""
     ev, data = evaluate_source(ws, source, model, task)
     out = source.results_dir("evaluate")
-    write_evaluation(ev, out)
+    write_evaluation(ev, out, source.keras_file())
     return ClassifierEvaluation(out, ev, data)

@@ -27,10 +27,11 @@ from toonvision.data.workspace import Workspace
 from toonvision.figures.architecture import plot_architecture
 from toonvision.figures.dataset import plot_balance, plot_crop_sizes, plot_split_balance
 from toonvision.figures.evaluation import draw_evaluation
-from toonvision.learning.evaluation import evaluate_source, write_evaluation
+from toonvision.learning.evaluation import evaluate_classifier
 from toonvision.learning.experiments import ExperimentRecord
 from toonvision.learning.model_files import ModelError, load_classifier, locate_model
 from toonvision.learning.models import create_model
+from toonvision.learning.tasks import is_detector
 from toonvision.learning.training import recipe_note
 from toonvision.serving.prediction import fully_right
 
@@ -367,10 +368,9 @@ def evaluation(ws: Workspace, model_path: Path, title: str, compute: bool) -> Mo
         folder = located.latest_results_dir("evaluate")
         if (folder is None or not (folder / "evaluation.json").is_file()) and compute:
             model, task = load_classifier(located)
-            ev, data = evaluate_source(ws, located, model, task)
-            folder = located.results_dir("evaluate")
-            write_evaluation(ev, folder)
-            draw_evaluation(ev, data, folder)
+            judged = evaluate_classifier(ws, located, model, task)
+            folder = judged.out
+            draw_evaluation(judged.evaluation, judged.data, folder)
     except ModelError as exc:
         return ModelEvaluation(title, model_path, error=str(exc))
     ev = read_json(folder / "evaluation.json") if folder else None
@@ -578,7 +578,7 @@ def gather(
     detected = sorted(p for extra in map(Path, extras) for p in extra.glob("*.detected.png"))
     for extra in map(Path, extras):
         step(f"extra {extra.name}")
-        if (extra / "model.keras").is_file() and (read_json(extra / "config.json") or {}).get("task") == "detect":
+        if (extra / "model.keras").is_file() and is_detector((read_json(extra / "config.json") or {}).get("task")):
             sections.append(
                 Section(
                     "detection",

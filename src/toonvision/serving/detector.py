@@ -23,6 +23,7 @@ from toonvision.data.detection import Detections, Letterbox, letterbox_image, sc
 from toonvision.learning.detection import decode
 from toonvision.learning.model_files import ModelError, load_keras_model, locate_model
 from toonvision.learning.models import forward_function
+from toonvision.learning.tasks import is_detector
 from toonvision.serving.inference import onnx_metadata, onnx_session
 from toonvision.serving.thresholds import BOX_SCORE
 
@@ -82,10 +83,10 @@ class Detector:
         if source.is_onnx:
             session = onnx_session(source.path, threads, spin=spin)
             meta = onnx_metadata(session)
-            if meta.get("task") != "detect":
+            if not is_detector(meta.get("task")):
                 raise ModelError(f"{source.path} is a {meta.get('task') or 'non-ToonVision'} model, not a detector")
             return cls(session, meta["classes"], input_size=tuple(meta["size"]), threshold=threshold)
-        if source.task not in (None, "detect"):
+        if source.task is not None and not source.is_detector:
             raise ModelError(
                 f"{source.path} is a {source.task} classifier, not a detector (train one with --task detect)"
             )

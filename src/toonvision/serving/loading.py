@@ -14,17 +14,19 @@ from typing import Any
 
 from toonvision.data.taxonomy import TASKS
 from toonvision.learning.model_files import ModelError, ModelSource, find_best_models, locate_model, newest_detector
+from toonvision.learning.tasks import is_detector
 from toonvision.serving.thresholds import BOX_SCORE
 
 
-def is_detector(source: ModelSource) -> bool:
-    """Whether a located model is a detector (a detect run, or an ONNX export that says it is one)."""
+def finds_boxes(source: ModelSource) -> bool:
+    """Whether a located model is a detector: its run says so, or, for an ONNX file with nothing recorded
+    beside it, the metadata its export wrote."""
     if source.task is not None or not source.is_onnx:
-        return source.task == "detect"
+        return source.is_detector
     from toonvision.serving.inference import onnx_metadata, onnx_session
 
     try:
-        return onnx_metadata(onnx_session(source.path, 1)).get("task") == "detect"
+        return is_detector(onnx_metadata(onnx_session(source.path, 1)).get("task"))
     except ValueError:
         return False
 
@@ -56,7 +58,7 @@ def load_models(
     asked = [(Path(p), locate_model(p, root)) for p in [*models, *([detector] if detector is not None else [])]]
     as_given = {s.path.resolve() for p, s in asked if p.suffix == ".keras"}
     named = [s for _, s in asked[: len(models)]]
-    detectors = [s for s in named if is_detector(s)]
+    detectors = [s for s in named if finds_boxes(s)]
     if detector is not None:
         detectors = [asked[-1][1]]
     if len(detectors) > 1:
@@ -66,7 +68,7 @@ def load_models(
         detector_file = newest.path
     if not with_detector:
         detector_file = None
-    chosen = [_runnable(s, as_given) for s in named if not is_detector(s)]
+    chosen = [_runnable(s, as_given) for s in named if not finds_boxes(s)]
     if not all(p.suffix.lower() == ".onnx" for p in [*chosen, *([detector_file] if detector_file else [])]):
         quiet_tensorflow()
         configure_threads(threads)
