@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 import _common  # noqa: F401 - quiets TensorFlow before anything imports it
+from toonvision.data.detection import iou_matrix
 
 
 def render(folder: Path, n: int, seed: int, size: tuple[int, int]):
@@ -35,19 +36,6 @@ def render(folder: Path, n: int, seed: int, size: tuple[int, int]):
     cfg = SynthConfig.from_preset("seed", screenshots=n, seed=seed, width=size[0], height=size[1])
     generate(ws, cfg, workers=1)
     return ws
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if not len(a) or not len(b):
-        return np.zeros((len(a), len(b)))
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / (area_a[:, None] + area_b[None, :] - inter)
 
 
 def person_edits(truth, proposed, iou: float) -> Counter:

@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 import _common  # noqa: F401 - quiets TensorFlow before anything imports it
-from annotate_quality import iou_matrix, render
+from annotate_quality import render
+from toonvision.data.detection import iou_matrix
 
 
 def before(pipe, array: np.ndarray, found) -> tuple[list[tuple[str, str, None]], list]:

@@ -8,12 +8,16 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from toonvision.cli.common import BoxScore, Root, ServingDetector, ServingModels, err, fail, warn, workspace
-from toonvision.serving.thresholds import BOX_SCORE
+from toonvision.serving.thresholds import BOX_SCORE, COLLECT_PER_MINUTE
+
+if TYPE_CHECKING:  # the CLI starts without numpy: the serving stage is imported when a verb runs
+    from toonvision.serving.collect import Collector
+    from toonvision.serving.pipeline import Pipeline
 
 SOURCES = "screen, synth, a folder of screenshots or a video file"
 
@@ -59,6 +63,22 @@ def watch(
     ] = None,
     save: Annotated[Path | None, typer.Option(help="Write every frame, its boxes drawn, to this folder.")] = None,
     show: Annotated[bool, typer.Option("--show", help="Draw the frames in a window (needs a display).")] = False,
+    collect: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep the frames where the models are unsure (a conflict, a label that flips, a score near --conf, "
+            "an unsure label) in this folder, pre-annotated for 'toonvision review'.",
+        ),
+    ] = None,
+    per_minute: Annotated[
+        int | None,
+        typer.Option(
+            "--collect-per-minute",
+            min=1,
+            help=f"With --collect: keep at most this many frames a minute [default: {COLLECT_PER_MINUTE}].",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No status line.")] = False,
 ) -> None:
     """Watch the screen live: every frame, find each Toon and Cog, and name it (Cog or Toon; a Cog's suit and
@@ -68,7 +88,7 @@ def watch(
     per frame (frame, source, time, boxes with their label, confidence, kind, suit, name and animal with
     confidences, the detector's class and score and any disagreement, latency_ms per stage, and the model files)
     goes to stdout or --out; a status line on stderr shows frames per second and the latency of capture, detect
-    and classify.
+    and classify. --collect DIR keeps the frames where the models are unsure as pre-annotations to review.
     Ctrl-C (or the end of the source, or --max-frames) stops it with a summary on stderr and exit code 0.
     """
     from toonvision.serving.pipeline import Pipeline
@@ -83,7 +103,7 @@ def watch(
         stop.set()  # finish the frame in hand, then the summary
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
 
-    check_outputs(out, save)
+    check_outputs(out, save, collect, per_minute)
     previous = signal.signal(signal.SIGINT, interrupted)
     try:
         frames = open_source(source, region, loop, size, seed, window_title)
@@ -95,7 +115,10 @@ def watch(
             raise ValueError(f"no trained detector in {ws.runs}: train one with 'toonvision train --task detect'")
         if "binary" not in pipe.classifiers:
             raise ValueError(f"no trained binary model in {ws.runs}: run 'toonvision train' or give --model")
-    except (SourceError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        collector = None
+        if collect is not None:
+            collector = open_collector(collect, pipe, conf, per_minute or COLLECT_PER_MINUTE)
+    except (SourceError, OSError, ValueError, RuntimeError) as exc:
         signal.signal(signal.SIGINT, previous)
         raise fail(str(exc)) from None
     err.print(
@@ -112,10 +135,15 @@ def watch(
     try:
         if status is not None:
             status.start()
-        records = watch_loop(frames, pipe, fps=fps, max_frames=max_frames, stop=stop, keep_image=bool(save or show))
+        keep_image = bool(save or show or collector)
+        records = watch_loop(frames, pipe, fps=fps, max_frames=max_frames, stop=stop, keep_image=keep_image)
         for record in records:
             stats.add(record)
-            sink.write(json.dumps(record.to_dict()) + "\n")
+            line = record.to_dict()
+            kept = collector.add(record) if collector is not None else None
+            if kept is not None:
+                line["collected"] = str(kept.image)
+            sink.write(json.dumps(line) + "\n")
             sink.flush()
             if save is not None:
                 record.results.save(save / f"frame_{record.index:06d}.png", fast=True)
@@ -134,13 +162,17 @@ def watch(
             sink.close()
         signal.signal(signal.SIGINT, previous)
     print_summary(stats, stopped=stop.is_set())
+    if collector is not None:
+        print_collected(collector)
     if failed is not None:
         raise fail(failed)
 
 
-def check_outputs(out: Path | None, save: Path | None) -> None:
-    """--out must be a file in a folder that exists, --save a folder (made when missing): said before any model
-    loads or frame is taken."""
+def check_outputs(
+    out: Path | None, save: Path | None, collect: Path | None = None, per_minute: int | None = None
+) -> None:
+    """--out must be a file in a folder that exists, --save and --collect folders (made when missing), apart:
+    said before any model loads or frame is taken."""
     if out is not None:
         if out.is_dir():
             raise fail(f"--out {out} is a folder: give the file to write the JSON lines to")
@@ -148,6 +180,28 @@ def check_outputs(out: Path | None, save: Path | None) -> None:
             raise fail(f"--out {out}: the folder {out.parent} does not exist")
     if save is not None and save.exists() and not save.is_dir():
         raise fail(f"--save {save} is a file: give a folder for the drawn frames")
+    if per_minute is not None and collect is None:
+        raise fail("--collect-per-minute goes with --collect DIR (the folder to keep unsure frames in)")
+    if collect is not None:
+        if collect.exists() and not collect.is_dir():
+            raise fail(f"--collect {collect} is a file: give a folder for the frames to review")
+        if save is not None and save.resolve() == collect.resolve():
+            # The drawn frames would sit among the screenshots to review, as unlabelled screenshots of their own.
+            raise fail("--save and --collect are the same folder: give each its own")
+
+
+def open_collector(folder: Path, pipe: Pipeline, conf: float, per_minute: int) -> Collector:
+    """The collector of --collect; ValueError when the models cannot give every box a full label, which a
+    labelImg file needs (as annotate needs it)."""
+    from toonvision.serving.collect import Collector
+
+    missing = pipe.missing_for_full_labels()
+    if missing:
+        raise ValueError(
+            f"--collect writes labelImg files, which need a full label per box: train the {', '.join(missing)} "
+            f"model{'s' if len(missing) > 1 else ''} ('toonvision train --task {missing[0]}') or give --model"
+        )
+    return Collector(folder, conf=conf, per_minute=per_minute)
 
 
 def open_source(
@@ -248,6 +302,22 @@ def _status():
 def _status_text(stats) -> str:
     stages = " ".join(f"{s} {stats.recent_ms(s):.0f} ms" for s in ("capture", "detect", "classify"))
     return f"{stats.frames} frames, {stats.recent_fps:.1f} frames/s | {stages} | {stats.boxes} boxes"
+
+
+def print_collected(collector: Collector) -> None:
+    """How many frames --collect kept and why (a frame may have several reasons), and what it skipped."""
+    summary = collector.summary()
+    why = ", ".join(f"{reason} {n}" for reason, n in summary["reasons"].items())
+    skipped = ", ".join(f"{n} {what}" for what, n in summary["skipped"].items())
+    err.print(
+        f"collected: {summary['kept']} frames into {summary['folder']}"
+        + (f" ({why})" if why else "")
+        + (f"; skipped {skipped}" if skipped else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
+    for problem in dict.fromkeys(collector.problems):
+        warn(f"--collect: {problem}")
 
 
 def print_summary(stats, stopped: bool) -> None:

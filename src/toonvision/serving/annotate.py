@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,10 +121,18 @@ class Changed(Exception):
     """The annotation changed (a person saved it) between planning and writing: it is theirs now."""
 
 
-def write_proposal(step: Step, proposal: Proposal, models: dict[str, str], all_labels: Sequence[str]) -> Path:
+def write_proposal(
+    step: Step,
+    proposal: Proposal,
+    models: dict[str, str],
+    all_labels: Sequence[str],
+    *,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
     """Write the pre-annotation of ``step``'s screenshot: the sidecar first (listing the bytes about to be
     written), then the annotation file, so a kill between the two never leaves machine boxes that pass for a
-    person's. Returns the annotation file; Changed when a person's file got there first."""
+    person's. ``extra`` adds fields to the sidecar (watch --collect: why the frame was kept). Returns the
+    annotation file; Changed when a person's file got there first."""
     image = step.state.image
     if step.action == "refresh":
         target = step.state.annotation.path
@@ -145,6 +153,7 @@ def write_proposal(step: Step, proposal: Proposal, models: dict[str, str], all_l
         "confidence": proposal.confidence,
         "conflicts": proposal.conflicts,
         "boxes": proposal.details,
+        **(extra or {}),
     }
     if step.action == "refresh":
         current = read_sidecar(image)
