@@ -98,3 +98,26 @@ def epoch_timer() -> Any:
             self.seconds.append(time.perf_counter() - self.start)
 
     return EpochTimer()
+
+
+def workspace_models(root: Path) -> tuple[dict[str, Any], Any]:
+    """The best classifier per task and the newest detector of the workspace at ``root`` (what predict, watch and
+    annotate pick); exits naming what is missing and how to get it."""
+    from toonvision.data.workspace import Workspace
+    from toonvision.learning.model_files import find_best_models, newest_detector
+
+    runs = Workspace(root).runs
+    best, detector = find_best_models(runs), newest_detector(runs)
+    missing = [t for t in ("binary", "suit", "name", "animal") if t not in best] + ([] if detector else ["detect"])
+    if missing:
+        raise SystemExit(f"{root} has no {', '.join(missing)} model: run 'make demo' (or train them) first")
+    return best, detector
+
+
+def export_models(best: dict[str, Any], detector: Any, folder: Path) -> tuple[list[Path], Path]:
+    """The classifiers and the detector exported to ONNX into ``folder``, as 'toonvision export' would (each
+    checked against its Keras model before it is written)."""
+    from toonvision.serving.export import export
+
+    onnx = [export(s.path, folder / f"{task}.onnx").path for task, s in best.items()]
+    return onnx, export(detector.path, folder / "detect.onnx").path

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-import _common  # noqa: F401 - quiets TensorFlow before anything imports it
+import _common  # quiets TensorFlow before anything imports it
 from toonvision.data.detection import iou_matrix
 
 
@@ -94,14 +94,9 @@ def main() -> None:
 
     from toonvision.data.annotations import find_annotation, read_annotation
     from toonvision.data.workspace import Workspace
-    from toonvision.learning.model_files import find_best_models, newest_detector
 
     ws = Workspace(args.root)
-    best = find_best_models(ws.runs)
-    detector = newest_detector(ws.runs)
-    missing = [t for t in ("binary", "suit", "name", "animal") if t not in best] + ([] if detector else ["detect"])
-    if missing:
-        raise SystemExit(f"{args.root} has no {', '.join(missing)} model: run 'make demo' (or train them) first")
+    best, detector = _common.workspace_models(args.root)
     size = tuple(int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         held = render(Path(tmp) / "held", args.screenshots, args.seed, size)
@@ -112,13 +107,8 @@ def main() -> None:
             truths[image.name] = read_annotation(find_annotation(image), image.name, size).boxes
             shutil.copy(image, bare / image.name)
         shots = sorted(bare.glob("*.png"))
-        from toonvision.serving.export import export
-
-        best = {task: source for task, source in best.items() if task != "detect"}
         keras_paths = [s.path for s in best.values()]
-        # Exported here as 'toonvision export' would (each checked against its Keras model before it is written).
-        onnx_paths = [export(s.path, Path(tmp) / "models" / f"{task}.onnx").path for task, s in best.items()]
-        detector_onnx = export(detector.path, Path(tmp) / "models" / "detect.onnx").path
+        onnx_paths, detector_onnx = _common.export_models(best, detector, Path(tmp) / "models")
         start = time.perf_counter()
         fast, used = pre_annotate(bare, ws, onnx_paths, detector_onnx, args.conf)
         fast_wall = time.perf_counter() - start

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-import _common  # noqa: F401 - quiets TensorFlow before anything imports it
+import _common  # quiets TensorFlow before anything imports it
 from annotate_quality import render
 from toonvision.data.detection import iou_matrix
 
@@ -101,24 +101,15 @@ def main() -> None:
 
     from toonvision.data.annotations import find_annotation, read_annotation
     from toonvision.data.detection import screenshot_array
-    from toonvision.data.workspace import Workspace
-    from toonvision.learning.model_files import find_best_models, newest_detector
-    from toonvision.serving.export import export
     from toonvision.serving.pipeline import Pipeline
 
-    ws = Workspace(args.root)
-    best = find_best_models(ws.runs)
-    detector = newest_detector(ws.runs)
-    missing = [t for t in ("binary", "suit", "name", "animal") if t not in best] + ([] if detector else ["detect"])
-    if missing:
-        raise SystemExit(f"{args.root} has no {', '.join(missing)} model: run 'make demo' (or train them) first")
+    best, detector = _common.workspace_models(args.root)
     with tempfile.TemporaryDirectory() as tmp:
         held = render(Path(tmp) / "held", args.screenshots, args.seed, (1280, 720))
         shots = sorted(held.screenshots.glob("*.png"))
         truths = [read_annotation(find_annotation(s), s.name, (1280, 720)).boxes for s in shots]
-        onnx = [export(s.path, Path(tmp) / "models" / f"{task}.onnx").path for task, s in best.items()]
-        detector_onnx = export(detector.path, Path(tmp) / "models" / "detect.onnx").path
-        pipe = Pipeline.load(ws.root, models=onnx, detector=detector_onnx, conf=args.conf, threads=args.threads)
+        onnx, detector_onnx = _common.export_models(best, detector, Path(tmp) / "models")
+        pipe = Pipeline.load(args.root, models=onnx, detector=detector_onnx, conf=args.conf, threads=args.threads)
     arrays = [screenshot_array(s) for s in shots]
     print(f"{len(shots)} held-out 1280x720 screenshots (seed {args.seed}), --conf {args.conf}, {args.threads} threads")
     for task, path in pipe.models.items():

@@ -117,10 +117,10 @@ def test_predict_and_annotate_see_the_same_boxes_and_labels(trained, tmp_path):
     """One pipeline, one rule: the same whole pixels and the same labels, whichever verb asks."""
     (shot,) = bare_copies(trained, tmp_path / "shots", 1)
     Image.open(shot).resize((1280, 720)).save(shot)  # a whole screenshot to predict (a crop is narrower)
-    shown = run_cli("predict", str(shot), "--root", str(trained.root), "--conf", "0.05", "--json")
+    shown = run_cli("predict", str(shot), "--root", str(trained.root), "--conf", "0", "--json")
     assert shown.returncode == 0, shown.stderr
     predicted = [(p["box"], p["label"]) for p in json.loads(shown.stdout)["predictions"]]
-    done = run_cli("annotate", str(shot.parent), "--root", str(trained.root), "--conf", "0.05")
+    done = run_cli("annotate", str(shot.parent), "--root", str(trained.root), "--conf", "0")
     assert done.returncode == 0, done.stderr
     side = json.loads(sidecar_path(shot).read_text())
     assert predicted and predicted == [(d["box"], d["label"]) for d in side["boxes"]]
