@@ -110,7 +110,7 @@ def main() -> None:
         truths = [read_annotation(find_annotation(s), s.name, (1280, 720)).boxes for s in shots]
         onnx, detector_onnx = _common.export_models(best, detector, Path(tmp) / "models")
         pipe = Pipeline.load(args.root, models=onnx, detector=detector_onnx, conf=args.conf, threads=args.threads)
-    arrays = [screenshot_array(s) for s in shots]
+        arrays = [screenshot_array(s) for s in shots]
     print(f"{len(shots)} held-out 1280x720 screenshots (seed {args.seed}), --conf {args.conf}, {args.threads} threads")
     for task, path in pipe.models.items():
         print(f"  {task:7s} {path}")
