@@ -37,27 +37,16 @@ def render(folder: Path, n: int, seed: int, size: tuple[int, int]):
     return ws
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if not len(a) or not len(b):
-        return np.zeros((len(a), len(b)))
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / (area_a[:, None] + area_b[None, :] - inter)
-
-
 def person_edits(truth, proposed, iou: float) -> Counter:
     """What a person does to turn ``proposed`` boxes into ``truth`` (lists of annotation Boxes)."""
     from scipy.optimize import linear_sum_assignment
 
+    from toonvision.data.detection import box_iou
+
     out = Counter(truths=len(truth), proposed=len(proposed))
     t = np.array([[b.xmin, b.ymin, b.xmax, b.ymax] for b in truth], float).reshape(-1, 4)
     p = np.array([[b.xmin, b.ymin, b.xmax, b.ymax] for b in proposed], float).reshape(-1, 4)
-    overlap = iou_matrix(t, p)
+    overlap = box_iou(t, p)
     rows, cols = linear_sum_assignment(-overlap) if overlap.size else ([], [])
     matched_t, matched_p = set(), set()
     for r, c in zip(rows, cols, strict=True):

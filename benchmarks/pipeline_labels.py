@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import _common  # noqa: F401 - quiets TensorFlow before anything imports it
-from annotate_quality import iou_matrix, render
+from annotate_quality import render
 
 
 def before(pipe, array: np.ndarray, found) -> tuple[list[tuple[str, str, None]], list]:
@@ -61,6 +61,7 @@ def before(pipe, array: np.ndarray, found) -> tuple[list[tuple[str, str, None]],
 
 def judge(rows, truth_boxes, proposed_boxes) -> Counter:
     """Impossible and unflagged contradictory labels; true boxes matched (IoU >= 0.5) with the exact label."""
+    from toonvision.data.detection import box_iou
     from toonvision.data.taxonomy import LabelError, parse_label
     from toonvision.serving.labeling import LABEL_TEXT, class_labels
 
@@ -76,7 +77,7 @@ def judge(rows, truth_boxes, proposed_boxes) -> Counter:
             out["contradictory"] += 1
     if truth_boxes and proposed_boxes:
         t = np.array([[b.xmin, b.ymin, b.xmax, b.ymax] for b in truth_boxes])
-        overlap = iou_matrix(t, np.array(proposed_boxes, np.float64))
+        overlap = box_iou(t, np.array(proposed_boxes, np.float64))
         used: set[int] = set()
         for r in range(len(truth_boxes)):
             for c in np.argsort(-overlap[r]):

@@ -71,6 +71,7 @@ class BoxResult:
     detector_score: float | None = None
     conflict: str | None = None  # the detector and the classifiers disagree strongly: a bot may ignore the box
     true_label: str | None = None  # from the screenshot's annotation, when its boxes came from one
+    position_spread: float | None = None  # how far its edges move under test-time augmentation, when asked
 
     @property
     def score(self) -> float:
@@ -119,6 +120,7 @@ class BoxResult:
             "detector_score": _round(self.detector_score),
             "conflict": self.conflict,
             "true_label": self.true_label,
+            "position_spread": _round(self.position_spread),
         }
 
 
@@ -332,12 +334,21 @@ class Pipeline:
             return [self.detect(image, conf=conf) for image in images]
         return self.detect(images, conf=conf)
 
-    def detect(self, image: Any, *, conf: float | None = None, source: str | None = None) -> Results:
-        """:meth:`__call__` for one screenshot."""
+    def detect(
+        self, image: Any, *, conf: float | None = None, source: str | None = None, position_spread: bool = False
+    ) -> Results:
+        """:meth:`__call__` for one screenshot. ``position_spread``: also measure how unsure the detector is of
+        each box's edges (:mod:`toonvision.serving.position`; two more detector passes, so only annotate asks)."""
         if self.detector is None:
             raise ValueError("this pipeline has no detector: give one, or the boxes (predict)")
         array = screenshot_array(image)
-        return self.label_found(image, self.detector.detect(array, conf), array=array, source=source)
+        found = self.detector.detect(array, conf)
+        spreads = None
+        if position_spread:
+            from toonvision.serving.position import position_spread as spread_of
+
+            spreads = spread_of(self.detector, array, found, conf)
+        return self._results(image, array, found.boxes, found=found, source=source, spreads=spreads)
 
     def label_found(
         self, image: Any, found: Detections, *, array: np.ndarray | None = None, source: str | None = None
@@ -366,6 +377,7 @@ class Pipeline:
         found: Detections | None = None,
         truths: Sequence[str | None] | None = None,
         source: str | None = None,
+        spreads: np.ndarray | None = None,
     ) -> Results:
         height, width = array.shape[:2]
         path = Path(image) if isinstance(image, (str, Path)) else None
@@ -400,9 +412,9 @@ class Pipeline:
                 for i in kept
             ]
         results.boxes = self._label(crops, pixels, detected)
-        if truths is not None:
-            for box, i in zip(results.boxes, kept, strict=True):
-                box.true_label = truths[i]
+        for box, i in zip(results.boxes, kept, strict=True):
+            box.true_label = truths[i] if truths is not None else None
+            box.position_spread = float(spreads[i]) if spreads is not None else None
         return results
 
     def _label(
