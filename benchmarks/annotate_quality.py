@@ -69,6 +69,43 @@ def person_edits(truth, proposed, iou: float) -> Counter:
     return out
 
 
+def held_out(folder: Path, n: int, seed: int, size: tuple[int, int]) -> tuple[Path, dict[str, list]]:
+    """``n`` rendered screenshots copied without their annotations into ``folder``/bare, and their true boxes by
+    file name."""
+    from toonvision.data.annotations import find_annotation, read_annotation
+
+    held = render(folder / "held", n, seed, size)
+    bare = folder / "bare"
+    bare.mkdir()
+    truths = {}
+    for image in sorted(held.screenshots.glob("*.png")):
+        truths[image.name] = read_annotation(find_annotation(image), image.name, size).boxes
+        shutil.copy(image, bare / image.name)
+    return bare, truths
+
+
+def workspace_models(ws) -> tuple[dict, object]:
+    """The models annotate would pick in ``ws``: the best binary, suit, name and animal classifiers and the newest
+    detector. LookupError names the missing ones."""
+    from toonvision.learning.model_files import find_best_models, newest_detector
+
+    best = {task: source for task, source in find_best_models(ws.runs).items() if task != "detect"}
+    detector = newest_detector(ws.runs)
+    missing = [t for t in ("binary", "suit", "name", "animal") if t not in best] + ([] if detector else ["detect"])
+    if missing:
+        raise LookupError(f"{ws.root} has no {', '.join(missing)} model")
+    return best, detector
+
+
+def exported(best: dict, detector, folder: Path) -> tuple[list[Path], Path]:
+    """The classifiers and the detector exported to ONNX in ``folder``, as 'toonvision export' would (each checked
+    against its Keras model before it is written)."""
+    from toonvision.serving.export import export
+
+    onnx_paths = [export(s.path, folder / f"{task}.onnx").path for task, s in best.items()]
+    return onnx_paths, export(detector.path, folder / "detect.onnx").path
+
+
 def pre_annotate(folder: Path, ws, model_paths: list[Path], detector: Path, conf: float):
     from toonvision.data.extraction import screenshot_states
     from toonvision.data.taxonomy import all_labels
@@ -93,33 +130,19 @@ def main() -> None:
     parser.add_argument("--iou", type=float, default=0.7)
     args = parser.parse_args()
 
-    from toonvision.data.annotations import find_annotation, read_annotation
     from toonvision.data.workspace import Workspace
-    from toonvision.learning.model_files import find_best_models, newest_detector
 
     ws = Workspace(args.root)
-    best = find_best_models(ws.runs)
-    detector = newest_detector(ws.runs)
-    missing = [t for t in ("binary", "suit", "name", "animal") if t not in best] + ([] if detector else ["detect"])
-    if missing:
-        raise SystemExit(f"{args.root} has no {', '.join(missing)} model: run 'make demo' (or train them) first")
+    try:
+        best, detector = workspace_models(ws)
+    except LookupError as exc:
+        raise SystemExit(f"{exc}: run 'make demo' (or train them) first") from None
     size = tuple(int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory() as tmp:
-        held = render(Path(tmp) / "held", args.screenshots, args.seed, size)
-        bare = Path(tmp) / "bare"
-        bare.mkdir()
-        truths = {}
-        for image in sorted(held.screenshots.glob("*.png")):
-            truths[image.name] = read_annotation(find_annotation(image), image.name, size).boxes
-            shutil.copy(image, bare / image.name)
+        bare, truths = held_out(Path(tmp), args.screenshots, args.seed, size)
         shots = sorted(bare.glob("*.png"))
-        from toonvision.serving.export import export
-
-        best = {task: source for task, source in best.items() if task != "detect"}
         keras_paths = [s.path for s in best.values()]
-        # Exported here as 'toonvision export' would (each checked against its Keras model before it is written).
-        onnx_paths = [export(s.path, Path(tmp) / "models" / f"{task}.onnx").path for task, s in best.items()]
-        detector_onnx = export(detector.path, Path(tmp) / "models" / "detect.onnx").path
+        onnx_paths, detector_onnx = exported(best, detector, Path(tmp) / "models")
         start = time.perf_counter()
         fast, used = pre_annotate(bare, ws, onnx_paths, detector_onnx, args.conf)
         fast_wall = time.perf_counter() - start
