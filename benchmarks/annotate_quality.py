@@ -37,8 +37,9 @@ def render(folder: Path, n: int, seed: int, size: tuple[int, int]):
     return ws
 
 
-def person_edits(truth, proposed, iou: float) -> Counter:
-    """What a person does to turn ``proposed`` boxes into ``truth`` (lists of annotation Boxes)."""
+def person_edits(truth, proposed, iou: float, touched: list[bool] | None = None) -> Counter:
+    """What a person does to turn ``proposed`` boxes into ``truth`` (lists of annotation Boxes); ``touched``, when
+    given, is filled with whether the person changes each proposed box (relabels, redraws or deletes it)."""
     from scipy.optimize import linear_sum_assignment
 
     from toonvision.data.detection import box_iou
@@ -48,7 +49,7 @@ def person_edits(truth, proposed, iou: float) -> Counter:
     p = np.array([[b.xmin, b.ymin, b.xmax, b.ymax] for b in proposed], float).reshape(-1, 4)
     overlap = box_iou(t, p)
     rows, cols = linear_sum_assignment(-overlap) if overlap.size else ([], [])
-    matched_t, matched_p = set(), set()
+    matched_t, matched_p, left = set(), set(), set()
     for r, c in zip(rows, cols, strict=True):
         if overlap[r, c] < 0.3:  # too far off to count as the same Toon or Cog: drawn anew
             continue
@@ -58,6 +59,7 @@ def person_edits(truth, proposed, iou: float) -> Counter:
         tight = overlap[r, c] >= iou
         if right_label and tight:
             out["untouched"] += 1
+            left.add(c)
         if not right_label:
             out["fix label"] += 1
         if not tight:
@@ -66,6 +68,8 @@ def person_edits(truth, proposed, iou: float) -> Counter:
             out["kind right"] += 1
     out["draw missed"] = len(truth) - len(matched_t)
     out["delete false"] = len(proposed) - len(matched_p)
+    if touched is not None:
+        touched[:] = [c not in left for c in range(len(proposed))]
     return out
 
 

@@ -104,6 +104,32 @@ def test_a_box_no_copy_finds_again_is_as_unsure_as_can_be():
     assert edge_shift(np.array([0, 0, 10, 20]), np.array([1, 2, 11, 22])) == pytest.approx(0.1)
 
 
+class Peaks:
+    """A detector with fixed peaks: a strong one on the figure, a weak one overlapping it, and weak ones apart
+    (one just below the threshold, one below half of it); it keeps those at or above the threshold it is given."""
+
+    classes = SUITS5
+    threshold = 0.3
+
+    def detect(self, image, threshold=None):
+        boxes = np.array([FIGURE, (104, 84, 144, 204), (200, 60, 230, 150), (250, 60, 280, 150)], np.float32)
+        scores = np.array([0.9, 0.25, 0.2, 0.1], np.float32)
+        keep = scores >= (self.threshold if threshold is None else threshold)
+        class_scores = np.tile(np.array([0.02, 1.0, 0.02, 0.02, 0.02], np.float32), (4, 1)) * scores[:, None]
+        return Detections(boxes[keep], np.ones(int(keep.sum()), np.int64), scores[keep], class_scores[keep])
+
+
+def test_near_misses_are_the_weak_peaks_apart_from_every_proposed_box_and_count_in_the_score():
+    results = Pipeline(models(), Peaks()).detect(shot(), position_spread=True)
+    assert [b.detector_score for b in results.boxes] == [pytest.approx(0.9)]  # the threshold still decides
+    # The weak peak over the figure is the figure seen again; the one below half the threshold is not looked at.
+    assert [(box, pytest.approx(score)) for box, score in results.near_misses] == [((200, 60, 230, 150), 0.2)]
+    assert Pipeline(models(), Peaks())(shot()).near_misses is None  # predict: not looked for
+    proposal = Proposal(results)
+    assert proposal.near_misses == [{"box": [200, 60, 230, 150], "detector_score": 0.2}]
+    assert proposal.uncertainty == pytest.approx(uncertainty(proposal.details) + 0.2, abs=1e-3)
+
+
 def test_predict_and_watch_keep_their_speed_only_annotate_measures_the_spread(tmp_path):
     from toonvision.serving.prediction import Target, predict_targets
     from toonvision.serving.watch import watch

@@ -113,11 +113,13 @@ def box_doubt(box: dict[str, Any]) -> float:
     return 1.0 - label * found * placed * passed
 
 
-def uncertainty(boxes: Sequence[dict[str, Any]]) -> float:
-    """A screenshot's uncertainty score: the boxes a person can expect to fix in it, the sum of their
-    :func:`box_doubt` (a screenshot with more doubtful boxes costs more of a person's look and repays more of
-    it); :data:`EMPTY_DOUBT` where nothing was found."""
-    return round(sum(box_doubt(box) for box in boxes), 4) if boxes else EMPTY_DOUBT
+def uncertainty(boxes: Sequence[dict[str, Any]], near_misses: Sequence[dict[str, Any]] = ()) -> float:
+    """A screenshot's uncertainty score: the boxes a person can expect to fix in it, the sum of the proposed
+    boxes' :func:`box_doubt` and of the near misses' detector scores (a peak just below the threshold is a Toon
+    or Cog to draw with about that probability). A screenshot with more doubtful boxes costs more of a person's
+    look and repays more of it. Where nothing was proposed, at least :data:`EMPTY_DOUBT`."""
+    score = sum(box_doubt(box) for box in boxes) + sum(float(m.get("detector_score") or 0.0) for m in near_misses)
+    return round(score if boxes else max(score, EMPTY_DOUBT), 4)
 
 
 def sidecar_uncertainty(sidecar: dict[str, Any]) -> float:

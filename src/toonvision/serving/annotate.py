@@ -81,15 +81,21 @@ class Proposal:
         return sum(1 for d in self.details if d["flags"])
 
     @property
+    def near_misses(self) -> list[dict[str, Any]]:
+        """The detector's peaks just below the threshold (box and score): Toons or Cogs it may have missed."""
+        return self.results.near_misses_dicts()
+
+    @property
     def uncertainty(self) -> float:
         """The boxes a person can expect to fix here (:func:`toonvision.data.review.uncertainty`): what
         ``--rank uncertain`` goes by."""
-        return uncertainty(self.details)
+        return uncertainty(self.details, self.near_misses)
 
 
 def propose(image: Path, pipeline: Pipeline) -> Proposal:
-    """Detect and label every Toon and Cog of ``image``, with how unsure each box's place is (what the ranking
-    needs, at two more detector passes). ImageError for an image that cannot be read."""
+    """Detect and label every Toon and Cog of ``image``, with how unsure each box's place is and what the
+    detector nearly found (what the ranking needs, at two more detector passes). ImageError for an image that
+    cannot be read."""
     return Proposal(pipeline.detect(Path(image), position_spread=True))
 
 
@@ -166,6 +172,7 @@ def write_proposal(step: Step, proposal: Proposal, models: dict[str, str], all_l
         "flagged": proposal.flagged,
         "uncertainty": proposal.uncertainty,
         "boxes": proposal.details,
+        "near_misses": proposal.near_misses,
     }
     if step.action == "refresh":
         current = read_sidecar(image)

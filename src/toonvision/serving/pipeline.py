@@ -136,18 +136,27 @@ class Results:
     depth: int = 3  # 1 for a grey screenshot, as labelImg records it
     path: Path | None = None  # the screenshot's file, when it came from one
     image: np.ndarray | None = field(default=None, repr=False)  # the pixels, when they came from memory
+    # The detector's peaks just below the threshold, (box, score): Toons or Cogs it may have missed. Looked for
+    # with the position spread only (None: not looked for).
+    near_misses: list[tuple[Pixels, float]] | None = None
 
     def __len__(self) -> int:
         return len(self.boxes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "source": self.source,
             "width": self.width,
             "height": self.height,
             "models": self.models,
             "boxes": [b.to_dict() for b in self.boxes],
         }
+        if self.near_misses is not None:
+            out["near_misses"] = self.near_misses_dicts()
+        return out
+
+    def near_misses_dicts(self) -> list[dict[str, Any]]:
+        return [{"box": list(box), "detector_score": _round(score)} for box, score in self.near_misses or []]
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -342,13 +351,22 @@ class Pipeline:
         if self.detector is None:
             raise ValueError("this pipeline has no detector: give one, or the boxes (predict)")
         array = screenshot_array(image)
-        found = self.detector.detect(array, conf)
-        spreads = None
-        if position_spread:
-            from toonvision.serving.position import position_spread as spread_of
+        if not position_spread:
+            return self.label_found(image, self.detector.detect(array, conf), array=array, source=source)
+        from toonvision.serving.position import NEAR_MISS, near_misses
+        from toonvision.serving.position import position_spread as spread_of
 
-            spreads = spread_of(self.detector, array, found, conf)
-        return self._results(image, array, found.boxes, found=found, source=source, spreads=spreads)
+        # One plain pass down to the near misses: the boxes above the threshold are the ones a pass at it gives.
+        threshold = self.detector.threshold if conf is None else conf
+        low = self.detector.detect(array, threshold * NEAR_MISS)
+        found = low.above(threshold)
+        spreads = spread_of(self.detector, array, found, threshold)
+        results = self._results(image, array, found.boxes, found=found, source=source, spreads=spreads)
+        height, width = array.shape[:2]
+        results.near_misses = [
+            (pixels, score) for box, score in near_misses(low, threshold) if (pixels := pixel_box(box, width, height))
+        ]
+        return results
 
     def label_found(
         self, image: Any, found: Detections, *, array: np.ndarray | None = None, source: str | None = None

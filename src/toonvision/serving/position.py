@@ -1,4 +1,4 @@
-"""How unsure the detector is of where each box's edges lie, by test-time augmentation.
+"""How unsure the detector is of where each box's edges lie, by test-time augmentation, and what it nearly found.
 
 The detector looks at the screenshot twice more: mirrored left to right, and shrunk (the screenshot in the
 middle of a canvas :data:`ZOOM_OUT` times larger, so every Toon and Cog reaches the network smaller). Each copy's
@@ -10,6 +10,11 @@ the edges and the copies. A box no copy finds again (no match with IoU >= :data:
 A steady detector gives a few hundredths; a box a person would have to redraw (IoU < 0.7 with the truth)
 typically moves by a tenth of its size or more. It costs two more detector passes per screenshot, so only
 ``annotate`` asks for it (``Pipeline.detect(..., position_spread=True)``); predict and watch keep their speed.
+
+The same look lists the *near misses*: the detector's peaks below the threshold, down to :data:`NEAR_MISS` of
+it, that overlap no proposed box and no stronger near miss (IoU >= :data:`MATCH_IOU`). Each is a Toon or Cog a
+person may have to draw with about the probability of its score: the one kind of work the proposed boxes
+cannot show.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from toonvision.data.detection import Detections, box_iou
 ZOOM_OUT = 1.25  # the shrunk copy's canvas, as a multiple of the screenshot's sides
 MATCH_IOU = 0.3  # a copy's box this close to a plain box is the same Toon or Cog seen again
 UNMATCHED = 1.0  # the spread of a box no copy finds again
+NEAR_MISS = 0.5  # peaks down to this share of the threshold are near misses
 COPY_SCORE = 0.5  # the copies keep boxes down to this share of the plain run's threshold, so a box that only
 # dims a little in a copy is still matched rather than taken for one that vanished
 
@@ -78,3 +84,17 @@ def position_spread(detector: Any, array: np.ndarray, found: Detections, thresho
                 row[i] = min(edge_shift(boxes[i], mapped[j]), UNMATCHED)
         shifts.append(row)
     return np.mean(shifts, axis=0)
+
+
+def near_misses(low: Detections, threshold: float) -> list[tuple[np.ndarray, float]]:
+    """The near misses of ``low`` (the detector's boxes down to :data:`NEAR_MISS` of ``threshold``, best first):
+    (box, score) of each box below ``threshold`` that overlaps no box above it and no stronger near miss."""
+    boxes = np.asarray(low.boxes, np.float32).reshape(-1, 4)
+    taken = list(boxes[low.scores >= threshold])
+    out = []
+    for box, score in zip(boxes, low.scores, strict=True):
+        if score >= threshold or (taken and box_iou(box[None], np.array(taken)).max() >= MATCH_IOU):
+            continue
+        taken.append(box)
+        out.append((box, float(score)))
+    return out
