@@ -28,13 +28,13 @@ from toonvision.data.annotations import AnnotationError, AnnotationFile, read_cr
 from toonvision.data.files import read_json
 
 SIDECAR_SUFFIX = ".toonvision.json"
-# The uncertainty score (see box_doubt): a box whose edges move by 1 / SPREAD_LOOSE of its size under test-time
+SIDECAR_KIND = "toonvision pre-annotation"
+# The uncertainty score (see box_doubt): a box whose edges move by SPREAD_LOOSE of its size under test-time
 # augmentation is as good as unplaced; each game-rule flag (a disagreement between the detector and the
-# classifiers is one) halves the odds that a person leaves the box as it is.
+# classifiers is one) halves the chance that a person leaves the box as it is.
 SPREAD_LOOSE = 0.3
 FLAG_DOUBT = 0.5
-EMPTY_DOUBT = 1.0  # a screenshot where nothing was found: only a person can tell an empty street from a miss
-SIDECAR_KIND = "toonvision pre-annotation"
+EMPTY_DOUBT = 1.0  # a screenshot where nothing was proposed: only a person can tell an empty street from a miss
 
 UNLABELLED, PRE_ANNOTATED, REVIEWED = "unlabelled", "pre-annotated", "reviewed"
 STATUSES = (REVIEWED, PRE_ANNOTATED, UNLABELLED)

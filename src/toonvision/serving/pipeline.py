@@ -156,6 +156,7 @@ class Results:
         return out
 
     def near_misses_dicts(self) -> list[dict[str, Any]]:
+        """The near misses as the sidecar and :meth:`to_dict` record them: ``{"box": [...], "detector_score"}``."""
         return [{"box": list(box), "detector_score": _round(score)} for box, score in self.near_misses or []]
 
     def to_json(self, indent: int | None = None) -> str:
@@ -347,7 +348,8 @@ class Pipeline:
         self, image: Any, *, conf: float | None = None, source: str | None = None, position_spread: bool = False
     ) -> Results:
         """:meth:`__call__` for one screenshot. ``position_spread``: also measure how unsure the detector is of
-        each box's edges (:mod:`toonvision.serving.position`; two more detector passes, so only annotate asks)."""
+        each box's edges and list its near misses (:mod:`toonvision.serving.position`; two more detector passes,
+        so only annotate asks)."""
         if self.detector is None:
             raise ValueError("this pipeline has no detector: give one, or the boxes (predict)")
         array = screenshot_array(image)
