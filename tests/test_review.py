@@ -599,6 +599,20 @@ def test_a_file_changed_on_disk_shows_both_versions_in_the_page(tmp_path, browse
     other.close()
 
 
+def test_game_rule_flags_are_shown_beside_their_box_in_the_page(tmp_path, browser):
+    folder = tmp_path / "shots"
+    boxes = [("toon_cat", 0, 600, 150, 720, 0.9), ("toon_dog", 600, 300, 660, 430, 0.9)]  # over the Laff meter; fine
+    pre_annotate(folder, "pre.png", boxes, size=(1280, 720))
+    page = browser.new_page()
+    with serving(folder) as url:
+        page.goto(url)
+        page.wait_for_function("document.querySelectorAll('#boxes .box.flagged').length === 1")
+        first, second = page.inner_text("#box-list").splitlines()
+        assert "toon_cat" in first and "interface:" in first and "the Laff meter (bottom left)" in first
+        assert "interface" not in second
+    page.close()
+
+
 def test_bad_input_is_shown_in_the_page(tmp_path, browser):
     folder = tmp_path / "shots"
     corrupt = persons(folder, "a_corrupt.png", [])

@@ -208,7 +208,7 @@ function renderPanel() {
     if (b.unknown_label) li.append(flag(" not in predefined_classes.txt"));
     if (b.outside) li.append(flag(" outside the image"));
     // The game rules the box breaks (the server's one judge, as annotate's table shows them), each with why.
-    for (const f of b.flags || []) li.append(flag(` ${f.rule}: ${f.why}`, "game-rule"));
+    for (const f of b.flags || []) li.append(flag(` ${f.rule}: ${f.why}`));
     if (i === S.selected) li.className = "selected";
     li.onclick = () => select(i);
     list.append(li);
@@ -222,9 +222,9 @@ function renderPanel() {
   fillPickers(label);
 }
 
-function flag(text, kind) {
+function flag(text) {
   const span = document.createElement("span");
-  span.className = kind ? `flag ${kind}` : "flag";
+  span.className = "flag";
   span.textContent = text;
   return span;
 }
