@@ -73,6 +73,15 @@ def person_edits(truth, proposed, iou: float, touched: list[bool] | None = None)
     return out
 
 
+def held_out_options(parser: argparse.ArgumentParser, screenshots: int) -> None:
+    """The options of a benchmark on held-out screenshots pre-annotated with a workspace's models."""
+    parser.add_argument("--root", type=Path, default=Path("demo"), help="workspace with the five models")
+    parser.add_argument("--screenshots", type=int, default=screenshots)
+    parser.add_argument("--seed", type=int, default=40_000, help="render seed, far from any training seed")
+    parser.add_argument("--size", default="1280x720")
+    parser.add_argument("--conf", type=float, default=0.3, help="detector score a box needs (annotate's --conf)")
+
+
 def held_out(folder: Path, n: int, seed: int, size: tuple[int, int]) -> tuple[Path, dict[str, list]]:
     """``n`` rendered screenshots copied without their annotations into ``folder``/bare, and their true boxes by
     file name."""
@@ -126,11 +135,7 @@ def pre_annotate(folder: Path, ws, model_paths: list[Path], detector: Path, conf
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, default=Path("demo"), help="workspace with the five models")
-    parser.add_argument("--screenshots", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=40_000, help="render seed, far from any training seed")
-    parser.add_argument("--size", default="1280x720")
-    parser.add_argument("--conf", type=float, default=0.3, help="detector score a box needs (annotate's --conf)")
+    held_out_options(parser, screenshots=30)
     parser.add_argument("--iou", type=float, default=0.7)
     args = parser.parse_args()
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 import _common  # noqa: F401 - quiets TensorFlow before anything imports it
-from annotate_quality import exported, held_out, person_edits, pre_annotate, workspace_models
+from annotate_quality import exported, held_out, held_out_options, person_edits, pre_annotate, workspace_models
 
 
 def fixes(truth, proposal, iou: float, touched: list[bool]) -> int:
@@ -100,11 +100,7 @@ def ranked_by(proposals: list, score: Callable[[list[dict], list[dict]], float])
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, default=Path("demo"), help="workspace with the five models")
-    parser.add_argument("--screenshots", type=int, default=60)
-    parser.add_argument("--seed", type=int, default=40_000, help="render seed, far from any training seed")
-    parser.add_argument("--size", default="1280x720")
-    parser.add_argument("--conf", type=float, default=0.3, help="detector score a box needs (annotate's --conf)")
+    held_out_options(parser, screenshots=60)
     parser.add_argument("--iou", type=float, default=0.7, help="a box looser than this with its truth is fixed")
     parser.add_argument("--front", type=float, default=0.2, help="the front of the queue measured")
     parser.add_argument("--shuffles", type=int, default=2000, help="random orders averaged")
