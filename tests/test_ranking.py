@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from toonvision.data.detection import Detections, scheme_classes
+from toonvision.data.detection import Detections, box_iou, scheme_classes
 from toonvision.data.game_rules import INTERFACE_REGIONS, PERSPECTIVE_FACTOR, box_flags, expected_height
 from toonvision.data.review import (
     PRE_ANNOTATED,
@@ -95,6 +95,13 @@ def test_a_detector_whose_box_moves_between_copies_gets_a_higher_spread_than_a_s
     assert leaning.position_spread == pytest.approx(0.1, abs=0.02)
     assert leaning.position_spread > steady.position_spread + 0.05
     assert steady.to_dict()["position_spread"] == pytest.approx(steady.position_spread, abs=1e-4)
+
+
+def test_box_iou_is_every_pair_and_zero_for_a_box_without_area():
+    a = np.array([[0, 0, 10, 10], [5, 5, 5, 20]])
+    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]])
+    assert box_iou(a, b) == pytest.approx(np.array([[1.0, 1 / 3, 0.0], [0.0, 0.0, 0.0]]))
+    assert box_iou(a, np.zeros((0, 4))).shape == (2, 0)
 
 
 def test_a_box_no_copy_finds_again_is_as_unsure_as_can_be():
