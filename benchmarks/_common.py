@@ -110,7 +110,14 @@ def workspace_models(root: Path) -> tuple[dict[str, Any], Any]:
     best, detector = find_best_models(runs), newest_detector(runs)
     missing = [t for t in ("binary", "suit", "name", "animal") if t not in best] + ([] if detector else ["detect"])
     if missing:
-        raise SystemExit(f"{root} has no {', '.join(missing)} model: run 'make demo' (or train them) first")
+        print(
+            f"{root} has no {', '.join(missing)} model: these benchmarks need a workspace with a detector and binary, "
+            "suit, name and animal models; make one with 'make demo' (in demo/) or 'toonvision demo --root DIR' and "
+            "give --root DIR",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    best = {task: source for task, source in best.items() if task != "detect"}
     return best, detector
 
 

@@ -38,8 +38,9 @@ def render(folder: Path, n: int, seed: int, size: tuple[int, int]):
     return ws
 
 
-def person_edits(truth, proposed, iou: float) -> Counter:
-    """What a person does to turn ``proposed`` boxes into ``truth`` (lists of annotation Boxes)."""
+def person_edits(truth, proposed, iou: float, touched: list[bool] | None = None) -> Counter:
+    """What a person does to turn ``proposed`` boxes into ``truth`` (lists of annotation Boxes); ``touched``, when
+    given, is filled with whether the person changes each proposed box (relabels, redraws or deletes it)."""
     from scipy.optimize import linear_sum_assignment
 
     out = Counter(truths=len(truth), proposed=len(proposed))
@@ -47,7 +48,7 @@ def person_edits(truth, proposed, iou: float) -> Counter:
     p = np.array([[b.xmin, b.ymin, b.xmax, b.ymax] for b in proposed], float).reshape(-1, 4)
     overlap = iou_matrix(t, p)
     rows, cols = linear_sum_assignment(-overlap) if overlap.size else ([], [])
-    matched_t, matched_p = set(), set()
+    matched_t, matched_p, left = set(), set(), set()
     for r, c in zip(rows, cols, strict=True):
         if overlap[r, c] < 0.3:  # too far off to count as the same Toon or Cog: drawn anew
             continue
@@ -57,6 +58,7 @@ def person_edits(truth, proposed, iou: float) -> Counter:
         tight = overlap[r, c] >= iou
         if right_label and tight:
             out["untouched"] += 1
+            left.add(c)
         if not right_label:
             out["fix label"] += 1
         if not tight:
@@ -65,7 +67,33 @@ def person_edits(truth, proposed, iou: float) -> Counter:
             out["kind right"] += 1
     out["draw missed"] = len(truth) - len(matched_t)
     out["delete false"] = len(proposed) - len(matched_p)
+    if touched is not None:
+        touched[:] = [c not in left for c in range(len(proposed))]
     return out
+
+
+def held_out_options(parser: argparse.ArgumentParser, screenshots: int) -> None:
+    """The options of a benchmark on held-out screenshots pre-annotated with a workspace's models."""
+    parser.add_argument("--root", type=Path, default=Path("demo"), help="workspace with the five models")
+    parser.add_argument("--screenshots", type=int, default=screenshots)
+    parser.add_argument("--seed", type=int, default=40_000, help="render seed, far from any training seed")
+    parser.add_argument("--size", default="1280x720")
+    parser.add_argument("--conf", type=float, default=0.3, help="detector score a box needs (annotate's --conf)")
+
+
+def held_out(folder: Path, n: int, seed: int, size: tuple[int, int]) -> tuple[Path, dict[str, list]]:
+    """``n`` rendered screenshots copied without their annotations into ``folder``/bare, and their true boxes by
+    file name."""
+    from toonvision.data.annotations import find_annotation, read_annotation
+
+    held = render(folder / "held", n, seed, size)
+    bare = folder / "bare"
+    bare.mkdir()
+    truths = {}
+    for image in sorted(held.screenshots.glob("*.png")):
+        truths[image.name] = read_annotation(find_annotation(image), image.name, size).boxes
+        shutil.copy(image, bare / image.name)
+    return bare, truths
 
 
 def pre_annotate(folder: Path, ws, model_paths: list[Path], detector: Path, conf: float):
@@ -84,28 +112,17 @@ def pre_annotate(folder: Path, ws, model_paths: list[Path], detector: Path, conf
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, default=Path("demo"), help="workspace with the five models")
-    parser.add_argument("--screenshots", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=40_000, help="render seed, far from any training seed")
-    parser.add_argument("--size", default="1280x720")
-    parser.add_argument("--conf", type=float, default=0.3, help="detector score a box needs (annotate's --conf)")
+    held_out_options(parser, screenshots=30)
     parser.add_argument("--iou", type=float, default=0.7)
     args = parser.parse_args()
 
-    from toonvision.data.annotations import find_annotation, read_annotation
     from toonvision.data.workspace import Workspace
 
     ws = Workspace(args.root)
     best, detector = _common.workspace_models(args.root)
     size = tuple(int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory() as tmp:
-        held = render(Path(tmp) / "held", args.screenshots, args.seed, size)
-        bare = Path(tmp) / "bare"
-        bare.mkdir()
-        truths = {}
-        for image in sorted(held.screenshots.glob("*.png")):
-            truths[image.name] = read_annotation(find_annotation(image), image.name, size).boxes
-            shutil.copy(image, bare / image.name)
+        bare, truths = held_out(Path(tmp), args.screenshots, args.seed, size)
         shots = sorted(bare.glob("*.png"))
         keras_paths = [s.path for s in best.values()]
         onnx_paths, detector_onnx = _common.export_models(best, detector, Path(tmp) / "models")

@@ -31,7 +31,6 @@ import numpy as np
 
 import _common  # quiets TensorFlow before anything imports it
 from annotate_quality import render
-from toonvision.data.detection import iou_matrix
 
 
 def before(pipe, array: np.ndarray, found) -> tuple[list[tuple[str, str, None]], list]:
@@ -62,6 +61,7 @@ def before(pipe, array: np.ndarray, found) -> tuple[list[tuple[str, str, None]],
 
 def judge(rows, truth_boxes, proposed_boxes) -> Counter:
     """Impossible and unflagged contradictory labels; true boxes matched (IoU >= 0.5) with the exact label."""
+    from toonvision.data.detection import iou_matrix
     from toonvision.data.taxonomy import LabelError, parse_label
     from toonvision.serving.labeling import LABEL_TEXT, class_labels
 

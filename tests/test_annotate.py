@@ -268,8 +268,9 @@ def test_rank_uncertain_lists_and_links_least_sure_first(trained, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     listed = re.findall(r"shot_\d+\.png", done.stdout)
-    # Disagreements between the detector and the classifiers first, then the least sure box.
-    assert listed == sorted(sidecars, key=lambda n: (not sidecars[n]["conflicts"], sidecars[n]["confidence"], n))
+    # The most boxes to fix expected first (the uncertainty score annotate recorded), then by name.
+    assert all(s["uncertainty"] is not None for s in sidecars.values())
+    assert listed == sorted(sidecars, key=lambda n: (-sidecars[n]["uncertainty"], n))
     links = sorted((tmp_path / "r").iterdir())
     assert [p.name for p in links if p.suffix == ".png"] == [f"{i:04d}_{n}" for i, n in enumerate(listed, 1)]
     # labelImg saves through the link: the original changes, and the screenshot counts as reviewed.

@@ -150,6 +150,23 @@ def test_load_shows_boxes_with_confidence_and_flags(tmp_path):
     assert out["version"] == __import__("hashlib").sha256((folder / "out.xml").read_bytes()).hexdigest()
 
 
+def test_load_shows_each_boxs_game_rule_flags_with_why(tmp_path):
+    """The flags come from the one judge annotate used, on the boxes as they are now: a person's box too."""
+    folder = tmp_path / "shots"
+    boxes = [("toon_cat", 0, 600, 150, 720, 0.9), ("toon_dog", 600, 300, 660, 430, 0.9)]  # over the Laff meter; fine
+    pre_annotate(folder, "pre.png", boxes, size=(1280, 720))
+    api = client(folder)
+    boxes = api.get("/api/screenshot", params={"path": "pre.png"}).json()["boxes"]
+    assert [f["rule"] for f in boxes[0]["flags"]] == ["interface"] and "Laff meter" in boxes[0]["flags"][0]["why"]
+    assert boxes[1]["flags"] == []
+    recorded = json.loads(sidecar_path(folder / "pre.png").read_text())["boxes"]
+    assert [b["flags"] for b in recorded] == [b["flags"] for b in boxes]
+    persons(folder, "person.png", [("toon_cat", 100, 10, 200, 120)])  # 110 px tall, its feet half way down
+    api = client(folder)
+    person = api.get("/api/screenshot", params={"path": "person.png"}).json()["boxes"][0]
+    assert [f["rule"] for f in person["flags"]] == ["perspective"] and "too tall" in person["flags"][0]["why"]
+
+
 def test_saving_a_voc_writes_labelimgs_bytes_and_a_person_save_makes_it_reviewed(tmp_path):
     folder = tmp_path / "shots"
     image = pre_annotate(
@@ -580,6 +597,20 @@ def test_a_file_changed_on_disk_shows_both_versions_in_the_page(tmp_path, browse
         assert boxes_on_disk(xml) == [("toon_horse", 5, 5, 30, 30)]
     page.close()
     other.close()
+
+
+def test_game_rule_flags_are_shown_beside_their_box_in_the_page(tmp_path, browser):
+    folder = tmp_path / "shots"
+    boxes = [("toon_cat", 0, 600, 150, 720, 0.9), ("toon_dog", 600, 300, 660, 430, 0.9)]  # over the Laff meter; fine
+    pre_annotate(folder, "pre.png", boxes, size=(1280, 720))
+    page = browser.new_page()
+    with serving(folder) as url:
+        page.goto(url)
+        page.wait_for_function("document.querySelectorAll('#boxes .box.flagged').length === 1")
+        first, second = page.inner_text("#box-list").splitlines()
+        assert "toon_cat" in first and "interface:" in first and "the Laff meter (bottom left)" in first
+        assert "interface" not in second
+    page.close()
 
 
 def test_bad_input_is_shown_in_the_page(tmp_path, browser):

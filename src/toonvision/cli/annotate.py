@@ -50,7 +50,8 @@ def annotate(
     rank: Annotated[
         str | None,
         typer.Option(
-            help="'uncertain': list the pre-annotations nobody has reviewed, least sure first, instead of annotating."
+            help="'uncertain': list the pre-annotations nobody has reviewed, the most boxes to fix expected first, "
+            "instead of annotating."
         ),
     ] = None,
     review: Annotated[
@@ -73,7 +74,11 @@ def annotate(
     A person's annotation is never changed. A pre-annotation counts as reviewed once a person saves it in
     labelImg or presses Verify Image; until then extract and 'train --task detect' leave it out (unless
     --include-unreviewed) and 'toonvision stats' counts it as pre-annotated. --refresh rewrites unreviewed
-    pre-annotations; --rank uncertain lists them least sure first, so a person's hour goes where it helps most.
+    pre-annotations; --rank uncertain lists them least sure first, so a person's hour goes where it helps most:
+    by the boxes a person can expect to fix (each box's label confidence, the detector's score, how far its
+    edges move when the detector looks at a mirrored and a shrunk copy, and the game rules it breaks: the
+    detector disagreeing with the classifiers, a height wrong for where it stands, a box over the game's
+    interface; docs/labelling.md has the rules and their constants).
     """
     from toonvision.data.extraction import screenshot_states
 
@@ -95,6 +100,7 @@ def annotate(
 
 
 def annotate_folder(ws, folder, states, fmt, model, detector, conf, dry_run, refresh, any_detector) -> None:
+    from toonvision.data.game_rules import flag_rules
     from toonvision.data.taxonomy import TASKS, all_labels
     from toonvision.serving.annotate import FORMATS, annotate_screenshots, plan
     from toonvision.serving.pipeline import Pipeline
@@ -136,7 +142,14 @@ def annotate_folder(ws, folder, states, fmt, model, detector, conf, dry_run, ref
         )
     left = [(s.state.image, s.action) for s in steps if s.action not in ("write", "refresh")] + summary.left
     table = Table(
-        "screenshot", "annotation", "boxes", "least sure box", "disagreements", title=f"Pre-annotations ({folder})"
+        "screenshot",
+        "annotation",
+        "boxes",
+        "least sure box",
+        "disagreements",
+        "flags",
+        "uncertainty",
+        title=f"Pre-annotations ({folder})",
     )
     for path, proposal in summary.written + summary.refreshed:
         least = min(proposal.details, key=lambda d: d["confidence"], default=None)
@@ -147,6 +160,8 @@ def annotate_folder(ws, folder, states, fmt, model, detector, conf, dry_run, ref
             str(len(proposal.boxes)),
             shown,
             str(proposal.conflicts or ""),
+            flag_rules([f for d in proposal.details for f in d["flags"]]),
+            f"{proposal.uncertainty:.2f}",
         )
     if summary.written or summary.refreshed:
         console.print(table)
@@ -179,6 +194,7 @@ def annotate_folder(ws, folder, states, fmt, model, detector, conf, dry_run, ref
 
 
 def show_ranking(ws, folder: Path, states, review: Path | None, top: int) -> None:
+    from toonvision.data.game_rules import flag_rules
     from toonvision.data.review import link_for_review, rank_uncertain
 
     ranked = rank_uncertain(states)
@@ -186,8 +202,10 @@ def show_ranking(ws, folder: Path, states, review: Path | None, top: int) -> Non
         console.print("no pre-annotations waiting for review")
         return
     header("annotate --rank uncertain", root=ws.root, waiting=len(ranked), shown=min(top, len(ranked)))
-    table = Table("rank", "screenshot", "boxes", "least sure box", "confidence", title=f"Least sure first ({folder})")
-    for i, (state, confidence) in enumerate(ranked[:top], 1):
+    table = Table(
+        "rank", "screenshot", "boxes", "least sure box", "flags", "uncertainty", title=f"Least sure first ({folder})"
+    )
+    for i, (state, score) in enumerate(ranked[:top], 1):
         boxes = state.sidecar.get("boxes") or []
         least = min(boxes, key=lambda d: d.get("confidence", 0.0), default=None)
         table.add_row(
@@ -195,7 +213,8 @@ def show_ranking(ws, folder: Path, states, review: Path | None, top: int) -> Non
             state.image.relative_to(folder).as_posix(),
             str(len(boxes)),
             least["label"] if least else "nothing found",
-            f"{confidence:.2f}",
+            flag_rules([f for d in boxes for f in d.get("flags") or []]),
+            f"{score:.2f}",
         )
     console.print(table)
     if review is not None:

@@ -29,6 +29,12 @@ from toonvision.data.files import read_json
 
 SIDECAR_SUFFIX = ".toonvision.json"
 SIDECAR_KIND = "toonvision pre-annotation"
+# The uncertainty score (see box_doubt): a box whose edges move by SPREAD_LOOSE of its size under test-time
+# augmentation is as good as unplaced; each game-rule flag (a disagreement between the detector and the
+# classifiers is one) halves the chance that a person leaves the box as it is.
+SPREAD_LOOSE = 0.3
+FLAG_DOUBT = 0.5
+EMPTY_DOUBT = 1.0  # a screenshot where nothing was proposed: only a person can tell an empty street from a miss
 
 UNLABELLED, PRE_ANNOTATED, REVIEWED = "unlabelled", "pre-annotated", "reviewed"
 STATUSES = (REVIEWED, PRE_ANNOTATED, UNLABELLED)
@@ -95,17 +101,45 @@ def review_state(image: Path, annotation: AnnotationFile | None) -> ReviewState:
     return ReviewState(image, annotation, PRE_ANNOTATED, sidecar)
 
 
+def box_doubt(box: dict[str, Any]) -> float:
+    """How likely a person has to touch one pre-annotated box (a sidecar record): one minus the chance that it
+    is all right, which needs its label right (``label_confidence``), a Toon or Cog there at all (the detector's
+    score), its edges in place (one minus its position spread over :data:`SPREAD_LOOSE`), and each game-rule
+    flag passed (:data:`FLAG_DOUBT` off per flag)."""
+    label = float(box.get("label_confidence") if box.get("label_confidence") is not None else 1.0)
+    found = float(box.get("detector_score") if box.get("detector_score") is not None else 1.0)
+    placed = 1.0 - min(float(box.get("position_spread") or 0.0) / SPREAD_LOOSE, 1.0)
+    passed = (1.0 - FLAG_DOUBT) ** len(box.get("flags") or [])
+    return 1.0 - label * found * placed * passed
+
+
+def uncertainty(boxes: Sequence[dict[str, Any]], near_misses: Sequence[dict[str, Any]] = ()) -> float:
+    """A screenshot's uncertainty score: the boxes a person can expect to fix in it, the sum of the proposed
+    boxes' :func:`box_doubt` and of the near misses' detector scores (a peak just below the threshold is a Toon
+    or Cog to draw with about that probability). A screenshot with more doubtful boxes costs more of a person's
+    look and repays more of it. Where nothing was proposed, at least :data:`EMPTY_DOUBT`."""
+    score = sum(box_doubt(box) for box in boxes) + sum(float(m.get("detector_score") or 0.0) for m in near_misses)
+    return round(score if boxes else max(score, EMPTY_DOUBT), 4)
+
+
+def sidecar_uncertainty(sidecar: dict[str, Any]) -> float:
+    """The uncertainty score annotate recorded; for a sidecar written before there was one, its old ranking
+    as a score on the same scale: one minus its least sure box's confidence, plus one where the detector and
+    the classifiers disagree on a box (so those still come first among the old ones)."""
+    if sidecar.get("uncertainty") is not None:
+        return float(sidecar["uncertainty"])
+    return 1.0 - float(sidecar.get("confidence") or 0.0) + (1.0 if sidecar.get("conflicts") else 0.0)
+
+
 def rank_uncertain(states: Iterable[ReviewState]) -> list[tuple[ReviewState, float]]:
-    """The pre-annotated screenshots, least sure first: those where the detector and the classifiers disagree
-    on a box come first (the models contradict each other: one of them is wrong), then by their least sure
-    box's confidence (the models' product, as annotate recorded it). A screenshot where nothing was found
-    comes first among the rest (0.0): only a person can tell an empty street from one the detector missed."""
+    """The pre-annotated screenshots with their uncertainty score (:func:`sidecar_uncertainty`), the highest
+    first: where a person's look is most likely to change something. Ties go by file name."""
     ranked = [
-        (state, float(state.sidecar.get("confidence") or 0.0))
+        (state, sidecar_uncertainty(state.sidecar))
         for state in states
         if state.status == PRE_ANNOTATED and state.sidecar is not None
     ]
-    return sorted(ranked, key=lambda item: (not item[0].sidecar.get("conflicts"), item[1], str(item[0].image)))
+    return sorted(ranked, key=lambda item: (-item[1], str(item[0].image)))
 
 
 def link_for_review(ranked: Sequence[ReviewState], folder: Path) -> list[Path]:

@@ -14,10 +14,12 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from toonvision.data.files import create_exclusive, write_bytes_atomic
+from toonvision.data.game_rules import box_flags
 from toonvision.data.review import (
     PRE_ANNOTATED,
     REVIEWED,
@@ -27,6 +29,7 @@ from toonvision.data.review import (
     machine_written,
     read_sidecar,
     sidecar_path,
+    uncertainty,
 )
 from toonvision.serving.pipeline import ANNOTATION_FORMATS, ANNOTATION_SUFFIX, Pipeline, Results, yolo_classes
 
@@ -37,7 +40,7 @@ SUFFIX = ANNOTATION_SUFFIX
 @dataclass
 class Proposal:
     """What the pipeline sees in one screenshot, as annotate writes it: full labels, and per box what each
-    model said (the sidecar's record)."""
+    model said, how far its edges move, and the game rules it breaks (the sidecar's record)."""
 
     results: Results
 
@@ -49,13 +52,17 @@ class Proposal:
     def boxes(self) -> list[Any]:
         return self.results.boxes
 
-    @property
+    @cached_property
     def details(self) -> list[dict[str, Any]]:
         """Per box: everything the pipeline said, with ``confidence`` the detector's score times the label's
-        probability (how sure the whole answer is: what the ranking goes by)."""
+        probability (how sure the whole answer is), and the game rules it breaks (``flags``, each with why).
+        Made once: the table, the sidecar and the score all read it."""
+        boxes = self.results.boxes
+        width, height = self.results.width, self.results.height
+        flags = box_flags([b.xyxy or (0, 0, width, height) for b in boxes], width, height, [b.conflict for b in boxes])
         return [
-            {**b.to_dict(), "label_confidence": round(b.confidence, 4), "confidence": round(b.score, 4)}
-            for b in self.results.boxes
+            {**b.to_dict(), "label_confidence": round(b.confidence, 4), "confidence": round(b.score, 4), "flags": f}
+            for b, f in zip(boxes, flags, strict=True)
         ]
 
     @property
@@ -68,10 +75,28 @@ class Proposal:
         """Boxes the detector and the classifiers disagree on: a person should look at those first."""
         return sum(1 for b in self.results.boxes if b.conflict)
 
+    @property
+    def flagged(self) -> int:
+        """Boxes that break a game rule (a disagreement between the models among them)."""
+        return sum(1 for d in self.details if d["flags"])
+
+    @property
+    def near_misses(self) -> list[dict[str, Any]]:
+        """The detector's peaks just below the threshold (box and score): Toons or Cogs it may have missed."""
+        return self.results.near_misses_dicts()
+
+    @property
+    def uncertainty(self) -> float:
+        """The boxes a person can expect to fix here (:func:`toonvision.data.review.uncertainty`): what
+        ``--rank uncertain`` goes by."""
+        return uncertainty(self.details, self.near_misses)
+
 
 def propose(image: Path, pipeline: Pipeline) -> Proposal:
-    """Detect and label every Toon and Cog of ``image``. ImageError for an image that cannot be read."""
-    return Proposal(pipeline.detect(Path(image)))
+    """Detect and label every Toon and Cog of ``image``, with how unsure each box's place is and what the
+    detector nearly found (what the ranking needs, at two more detector passes). ImageError for an image that
+    cannot be read."""
+    return Proposal(pipeline.detect(Path(image), position_spread=True))
 
 
 # --- what to do with each screenshot ---
@@ -152,7 +177,10 @@ def write_proposal(
         "models": models,
         "confidence": proposal.confidence,
         "conflicts": proposal.conflicts,
+        "flagged": proposal.flagged,
+        "uncertainty": proposal.uncertainty,
         "boxes": proposal.details,
+        "near_misses": proposal.near_misses,
         **(extra or {}),
     }
     if step.action == "refresh":

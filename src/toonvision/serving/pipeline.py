@@ -71,6 +71,7 @@ class BoxResult:
     detector_score: float | None = None
     conflict: str | None = None  # the detector and the classifiers disagree strongly: a bot may ignore the box
     true_label: str | None = None  # from the screenshot's annotation, when its boxes came from one
+    position_spread: float | None = None  # how far its edges move under test-time augmentation, when asked
 
     @property
     def score(self) -> float:
@@ -119,6 +120,7 @@ class BoxResult:
             "detector_score": _round(self.detector_score),
             "conflict": self.conflict,
             "true_label": self.true_label,
+            "position_spread": _round(self.position_spread),
         }
 
 
@@ -134,18 +136,28 @@ class Results:
     depth: int = 3  # 1 for a grey screenshot, as labelImg records it
     path: Path | None = None  # the screenshot's file, when it came from one
     image: np.ndarray | None = field(default=None, repr=False)  # the pixels, when they came from memory
+    # The detector's peaks just below the threshold, (box, score): Toons or Cogs it may have missed. Looked for
+    # with the position spread only (None: not looked for).
+    near_misses: list[tuple[Pixels, float]] | None = None
 
     def __len__(self) -> int:
         return len(self.boxes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "source": self.source,
             "width": self.width,
             "height": self.height,
             "models": self.models,
             "boxes": [b.to_dict() for b in self.boxes],
         }
+        if self.near_misses is not None:
+            out["near_misses"] = self.near_misses_dicts()
+        return out
+
+    def near_misses_dicts(self) -> list[dict[str, Any]]:
+        """The near misses as the sidecar and :meth:`to_dict` record them: ``{"box": [...], "detector_score"}``."""
+        return [{"box": list(box), "detector_score": _round(score)} for box, score in self.near_misses or []]
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -332,12 +344,31 @@ class Pipeline:
             return [self.detect(image, conf=conf) for image in images]
         return self.detect(images, conf=conf)
 
-    def detect(self, image: Any, *, conf: float | None = None, source: str | None = None) -> Results:
-        """:meth:`__call__` for one screenshot."""
+    def detect(
+        self, image: Any, *, conf: float | None = None, source: str | None = None, position_spread: bool = False
+    ) -> Results:
+        """:meth:`__call__` for one screenshot. ``position_spread``: also measure how unsure the detector is of
+        each box's edges and list its near misses (:mod:`toonvision.serving.position`; two more detector passes,
+        so only annotate asks)."""
         if self.detector is None:
             raise ValueError("this pipeline has no detector: give one, or the boxes (predict)")
         array = screenshot_array(image)
-        return self.label_found(image, self.detector.detect(array, conf), array=array, source=source)
+        if not position_spread:
+            return self.label_found(image, self.detector.detect(array, conf), array=array, source=source)
+        from toonvision.serving.position import NEAR_MISS, near_misses
+        from toonvision.serving.position import position_spread as spread_of
+
+        # One plain pass down to the near misses: the boxes above the threshold are the ones a pass at it gives.
+        threshold = self.detector.threshold if conf is None else conf
+        low = self.detector.detect(array, threshold * NEAR_MISS)
+        found = low.above(threshold)
+        spreads = spread_of(self.detector, array, found, threshold)
+        results = self._results(image, array, found.boxes, found=found, source=source, spreads=spreads)
+        height, width = array.shape[:2]
+        results.near_misses = [
+            (pixels, score) for box, score in near_misses(low, threshold) if (pixels := pixel_box(box, width, height))
+        ]
+        return results
 
     def label_found(
         self, image: Any, found: Detections, *, array: np.ndarray | None = None, source: str | None = None
@@ -366,6 +397,7 @@ class Pipeline:
         found: Detections | None = None,
         truths: Sequence[str | None] | None = None,
         source: str | None = None,
+        spreads: np.ndarray | None = None,
     ) -> Results:
         height, width = array.shape[:2]
         path = Path(image) if isinstance(image, (str, Path)) else None
@@ -400,9 +432,9 @@ class Pipeline:
                 for i in kept
             ]
         results.boxes = self._label(crops, pixels, detected)
-        if truths is not None:
-            for box, i in zip(results.boxes, kept, strict=True):
-                box.true_label = truths[i]
+        for box, i in zip(results.boxes, kept, strict=True):
+            box.true_label = truths[i] if truths is not None else None
+            box.position_spread = float(spreads[i]) if spreads is not None else None
         return results
 
     def _label(

@@ -38,6 +38,7 @@ from toonvision.data.annotations import (
 )
 from toonvision.data.extraction import find_screenshots
 from toonvision.data.files import create_exclusive, write_bytes_atomic
+from toonvision.data.game_rules import box_flags
 from toonvision.data.images import ImageError, open_image
 from toonvision.data.review import (
     REVIEWED,
@@ -222,10 +223,18 @@ class ReviewSession:
 
     def _shown_boxes(self, ann: Annotation, image: Path, width: int, height: int) -> list[dict[str, Any]]:
         sidecar = read_sidecar(image) or {}
-        said = {(tuple(d.get("box", ())), d.get("label")): d for d in sidecar.get("boxes") or []}
+        said = {(tuple(d.get("box") or ()), d.get("label")): d for d in sidecar.get("boxes") or []}
+        details = [said.get((box.pixel_box(), box.name)) for box in ann.boxes]
+        # The game rules judged on the boxes as they are now (a person's box too), by the function annotate used;
+        # the models' disagreement only where the box is still the one they saw.
+        flags = box_flags(
+            [(b.xmin, b.ymin, b.xmax, b.ymax) for b in ann.boxes],
+            width,
+            height,
+            [d.get("conflict") if d else None for d in details],
+        )
         shown = []
-        for box in ann.boxes:
-            detail = said.get((box.pixel_box(), box.name))
+        for box, detail, flagged in zip(ann.boxes, details, flags, strict=True):
             shown.append(
                 {
                     "name": box.name,
@@ -235,6 +244,7 @@ class ReviewSession:
                     "ymax": box.ymax,
                     "difficult": box.difficult,
                     "confidence": detail.get("confidence") if detail else None,
+                    "flags": flagged,
                     "unknown_label": box.name not in self.labels,
                     "outside": box.xmin < 0 or box.ymin < 0 or box.xmax > width or box.ymax > height,
                 }

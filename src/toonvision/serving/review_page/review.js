@@ -160,7 +160,7 @@ function render() {
   S.boxes.forEach((b, i) => {
     const g = document.createElementNS(SVG, "g");
     g.classList.add("box", kindOf(b.name));
-    if (b.unknown_label || b.outside) g.classList.add("flagged");
+    if (b.unknown_label || b.outside || (b.flags && b.flags.length)) g.classList.add("flagged");
     if (i === S.selected) g.classList.add("selected");
     g.dataset.index = i;
     const body = document.createElementNS(SVG, "rect");
@@ -207,6 +207,8 @@ function renderPanel() {
     li.textContent = b.name + (b.confidence == null ? "" : ` (confidence ${b.confidence.toFixed(2)})`);
     if (b.unknown_label) li.append(flag(" not in predefined_classes.txt"));
     if (b.outside) li.append(flag(" outside the image"));
+    // The game rules the box breaks (the server's one judge, as annotate's table shows them), each with why.
+    for (const f of b.flags || []) li.append(flag(` ${f.rule}: ${f.why}`));
     if (i === S.selected) li.className = "selected";
     li.onclick = () => select(i);
     list.append(li);
@@ -283,6 +285,7 @@ function picked(source) {
     box.name = label;
     box.unknown_label = !S.list.labels.includes(label);
     box.confidence = null;
+    box.flags = []; // judged again on the new label when the screenshot is next loaded
     changed();
   } else {
     renderPanel();
@@ -464,6 +467,7 @@ $("boxes").addEventListener("pointerup", () => {
   // labelImg keeps whole pixels
   for (const k of ["xmin", "ymin", "xmax", "ymax"]) b[k] = Math.round(b[k]);
   b.confidence = null; // the person's box now, not the model's
+  b.flags = []; // its game rules are judged again on the new place when the screenshot is next loaded
   b.outside = b.xmin < 0 || b.ymin < 0 || b.xmax > S.shot.width || b.ymax > S.shot.height;
   changed();
 });
