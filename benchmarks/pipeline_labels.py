@@ -50,11 +50,18 @@ def before(pipe, array: np.ndarray, found) -> tuple[list[tuple[str, str, None]],
         return out, boxes
     models = pipe.classifiers
     kinds = models["binary"].predict(crops)
-    for crop, kind, cls in zip(crops, kinds, classes, strict=True):
-        if kind.label == "cog":
-            label = f"cog_{models['suit'].predict(crop).label}_{models['name'].predict(crop).label}"
+    # As watch did: the suit and name models on the Cogs, the animal model on the Toons, each in one batch.
+    cogs = [i for i, kind in enumerate(kinds) if kind.label == "cog"]
+    toons = [i for i, kind in enumerate(kinds) if kind.label != "cog"]
+    said = {
+        task: dict(zip(which, models[task].predict([crops[i] for i in which]), strict=True)) if which else {}
+        for task, which in (("suit", cogs), ("name", cogs), ("animal", toons))
+    }
+    for i, cls in enumerate(classes):
+        if i in said["suit"]:
+            label = f"cog_{said['suit'][i].label}_{said['name'][i].label}"
         else:
-            label = f"toon_{models['animal'].predict(crop).label}"
+            label = f"toon_{said['animal'][i].label}"
         out.append((label, cls, None))
     return out, boxes
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -43,14 +44,18 @@ _ANIMAL_OF = np.array([ANIMALS.index(label.animal) if not label.is_cog else -1 f
 _SUIT_LONG = {s.long: s.short for s in SUITS}
 
 
+@lru_cache(maxsize=256)
 def class_labels(detector_class: str) -> np.ndarray:
-    """The labels (a boolean mask over :data:`LABELS`) a detector class stands for: ``cog``/``toon``, a suit's
-    long name, or a label itself; none for a class outside the taxonomy."""
+    """The labels (a boolean mask over :data:`LABELS`, read-only) a detector class stands for: ``cog``/``toon``,
+    a suit's long name, or a label itself; none for a class outside the taxonomy."""
     if detector_class in ("cog", "toon"):
-        return _IS_COG if detector_class == "cog" else ~_IS_COG
-    if detector_class in _SUIT_LONG:
-        return np.equal(_SUIT_OF, _SUIT_NAMES.index(_SUIT_LONG[detector_class]))
-    return np.array([text == detector_class for text in LABEL_TEXT])
+        mask = _IS_COG.copy() if detector_class == "cog" else ~_IS_COG
+    elif detector_class in _SUIT_LONG:
+        mask = np.equal(_SUIT_OF, _SUIT_NAMES.index(_SUIT_LONG[detector_class]))
+    else:
+        mask = np.array([text == detector_class for text in LABEL_TEXT])
+    mask.flags.writeable = False  # cached: shared by every caller
+    return mask
 
 
 @dataclass(frozen=True)
@@ -158,9 +163,10 @@ def cog_probability(evidence: Evidence) -> float:
     return float(joint[_IS_COG].sum())
 
 
-def _groups(informed: Informed) -> list[np.ndarray]:
-    """The sets of labels the rule chooses between: single labels where the models can name them, else whole
-    suits or whole kinds."""
+@lru_cache(maxsize=16)
+def _groups(informed: Informed) -> np.ndarray:
+    """The sets of labels the rule chooses between, one row of a boolean (groups, labels) matrix each: single
+    labels where the models can name them, else whole suits or whole kinds."""
     groups: list[np.ndarray] = []
     if informed.cog_name:
         groups += [np.eye(len(LABELS), dtype=bool)[i] for i in np.flatnonzero(_IS_COG)]
@@ -172,14 +178,16 @@ def _groups(informed: Informed) -> list[np.ndarray]:
         groups += [np.eye(len(LABELS), dtype=bool)[i] for i in np.flatnonzero(~_IS_COG)]
     else:
         groups.append(~_IS_COG)
-    return groups
+    matrix = np.stack(groups)
+    matrix.flags.writeable = False  # cached: shared by every caller
+    return matrix
 
 
 def decide(evidence: Evidence, informed: Informed) -> Decision:
     """The label of one box under the rule, with its parts and whether the detector and classifiers disagree."""
     joint = _joint(evidence)
     groups = _groups(informed)
-    masses = np.array([joint[g].sum() for g in groups])
+    masses = groups @ joint
     best = groups[int(np.argmax(masses))]
     confidence = float(masses.max())
     is_cog = bool(_IS_COG[best].all())
