@@ -15,27 +15,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli, toy_crops
+from conftest import run_cli
 from toonvision.data.workspace import Workspace
-
-# make test runs the suite on two xdist workers: this module's tests share a module fixture, so they run on one.
-pytestmark = pytest.mark.xdist_group("detector_cli")
 
 TRAIN = ("--task", "detect", "--imgsz", "128", "--batch-size", "4", "--split-seed", "0")
 
 
-@pytest.fixture(scope="session")  # session: under xdist, other modules' tests may run between this module's
-def trained(tmp_path_factory) -> Workspace:
-    """A workspace with 12 small rendered screenshots, a tiny detector trained on them, and a binary classifier."""
-    ws = Workspace(tmp_path_factory.mktemp("detect") / "ws").init()
-    done = run_cli("synth", "--root", str(ws.root), "-n", "12", "--size", "320x180", "--seed", "5")
-    assert done.returncode == 0, done.stderr
-    done = run_cli("train", "--root", str(ws.root), *TRAIN, "--epochs", "2")
-    assert done.returncode == 0, done.stderr
-    toy_crops(ws, per_label=4)
-    done = run_cli("train", "--root", str(ws.root), "--task", "binary", "--epochs", "1", "--split-seed", "0")
-    assert done.returncode == 0, done.stderr
-    return ws
+@pytest.fixture
+def trained(trained_copy) -> Workspace:
+    """A copy of the session's shared workspace (tests/conftest.py), the test's own, since these tests export,
+    evaluate and predict into it: 12 small rendered screenshots, a tiny detector trained on them for 2 epochs, and
+    binary, suit, name and animal models, all exported to ONNX."""
+    return trained_copy
 
 
 def detect_run(ws: Workspace) -> Path:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import ray
 
 from conftest import run_cli
 from toonvision.data.workspace import Workspace
@@ -19,8 +20,6 @@ from toonvision.synth import SynthConfig, generate
 
 # make test runs the suite on two xdist workers: everything that starts a Ray runs on one, one at a time.
 pytestmark = pytest.mark.xdist_group("ray")
-
-ray = pytest.importorskip("ray")
 
 SMALL = {"width": 320, "height": 180}
 N = 6
