@@ -461,12 +461,18 @@ def run_comparison(
 ) -> Path:
     """An experiment with a progress bar, its figures and summary tables; returns its folder. Exits with code 1
     after writing everything when a run failed (the same command retries it), 2 when Ray cannot be reached."""
+    from toonvision.learning.cluster import RayUnavailable, probe
+    from toonvision.learning.experiments import FALLBACK, run_experiment, write_summary
+
+    if address:
+        try:  # where nothing listens or answers, say so at once: before seconds of loading TensorFlow and crops
+            probe(address, fallback=FALLBACK)
+        except RayUnavailable as exc:
+            raise fail(str(exc)) from None
     tensorflow()
     from rich.text import Text
 
     from toonvision.figures.training import draw_experiment
-    from toonvision.learning.cluster import RayUnavailable
-    from toonvision.learning.experiments import run_experiment, write_summary
 
     out = ws.runs / "compare" / exp.name
     with progress() as bar:
