@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -97,3 +98,87 @@ def toy_crops(ws: Workspace, per_label: int = 6, labels: Sequence[str] | None = 
             Image.fromarray(img).save(path)
             paths.append(path)
     return paths
+
+
+# --- one trained workspace for the whole session, shared by the xdist workers ---
+
+TRAINED_TASKS = ("binary", "suit", "name", "animal")
+DETECT_TRAIN = ("--task", "detect", "--imgsz", "128", "--batch-size", "4", "--split-seed", "0")
+
+
+UNKNOWN_LABEL = "cog_xx_foo"  # a label no class scheme knows: the detector leaves its box out and counts it
+DETECT_OUTPUT = "train-detect.out.json"  # what the detector's training printed, kept in the shared workspace
+
+
+def build_trained(root: Path) -> Workspace:
+    """12 small rendered screenshots (320x180, seed 5; the first box of the last one labelled UNKNOWN_LABEL), a
+    tiny detector trained on them for 2 epochs without augmentation (its stdout and stderr kept in
+    DETECT_OUTPUT), toy crops (6 labels, 4 each) and binary, suit, name and animal models trained on them for an
+    epoch; every run exported to ONNX (so annotate and watch run without TensorFlow, as a labelling or a bot's
+    machine would)."""
+    import json
+    import re
+
+    ws = Workspace(root).init()
+    done = run_cli("synth", "--root", str(ws.root), "-n", "12", "--size", "320x180", "--seed", "5")
+    assert done.returncode == 0, done.stderr
+    last = sorted(ws.screenshots.glob("*.xml"))[-1]
+    first_box = r"(<object>\s*<name>)[^<]+(</name>)"
+    last.write_text(re.sub(first_box, rf"\g<1>{UNKNOWN_LABEL}\g<2>", last.read_text(), count=1))
+    done = run_cli("train", "--root", str(ws.root), *DETECT_TRAIN, "--epochs", "2", "--no-augment")
+    assert done.returncode == 0, done.stderr
+    (ws.root / DETECT_OUTPUT).write_text(json.dumps({"stdout": done.stdout, "stderr": done.stderr}))
+    toy_crops(ws, per_label=4)
+    for task in TRAINED_TASKS:
+        done = run_cli("train", "--root", str(ws.root), "--task", task, "--epochs", "1", "--split-seed", "0")
+        assert done.returncode == 0, done.stderr
+    for run in sorted((ws.runs / "train").iterdir()):
+        done = run_cli("export", str(run), "--root", str(ws.root))
+        assert done.returncode == 0, done.stderr
+    return ws
+
+
+@pytest.fixture(scope="session")
+def trained_workspace(tmp_path_factory) -> Workspace:
+    """The workspace of build_trained, made once per test session: under pytest-xdist the first worker that
+    needs it builds it in the session's common temporary folder while holding a lock, and the other waits for
+    it and uses the same one (the pattern of the pytest-xdist docs). Read only: a test that changes anything in
+    it works on a copy (``trained_copy``), and ``trained`` checks after each test that nothing changed."""
+    from toonvision.data.files import file_lock
+
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:  # one process: nobody to share with
+        return build_trained(tmp_path_factory.mktemp("trained") / "ws")
+    common = tmp_path_factory.getbasetemp().parent  # this session's, shared by its workers
+    folder, finished = common / "trained", common / "trained.done"
+    with file_lock(common / "trained.lock"):
+        if not finished.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker that failed half-way left
+            build_trained(folder / "ws")
+            finished.touch()
+    return Workspace(folder / "ws")
+
+
+def _fingerprint(root: Path) -> dict[str, tuple[int, int] | None]:
+    return {
+        p.relative_to(root).as_posix(): (None if p.is_dir() else (p.stat().st_size, p.stat().st_mtime_ns))
+        for p in root.rglob("*")
+    }
+
+
+@pytest.fixture
+def trained(trained_workspace) -> Workspace:
+    """The shared trained workspace, for tests that only read it (they write into their own tmp_path); fails the
+    test when it changed anything in it, since the other tests of the session use it too."""
+    before = _fingerprint(trained_workspace.root)
+    yield trained_workspace
+    after = _fingerprint(trained_workspace.root)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k, 0) != after.get(k, 0))
+    assert not changed, f"the test changed the shared trained workspace (use trained_copy): {changed[:10]}"
+
+
+@pytest.fixture
+def trained_copy(trained_workspace, tmp_path_factory) -> Workspace:
+    """A copy of the shared trained workspace of the test's own (same files, same times), to change at will."""
+    root = tmp_path_factory.mktemp("trained") / "ws"
+    shutil.copytree(trained_workspace.root, root, symlinks=True)
+    return Workspace(root)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import add_screenshot, run_cli, toy_crops
+from conftest import add_screenshot, run_cli
 from toonvision.data.annotations import (
     Annotation,
     Box,
@@ -33,30 +33,11 @@ from toonvision.data.review import PRE_ANNOTATED, REVIEWED, UNLABELLED, review_s
 from toonvision.data.taxonomy import parse_label
 from toonvision.data.workspace import Workspace
 
-# make test runs the suite on two xdist workers: this module's tests share a session fixture, so they run on one.
-pytestmark = pytest.mark.xdist_group("annotate")
-
 CLASSIFIERS = ("binary", "suit", "name", "animal")
 
-
-@pytest.fixture(scope="session")  # session: under xdist, other modules' tests may run between this module's
-def trained(tmp_path_factory) -> Workspace:
-    """A workspace with a tiny detector and binary, suit, name and animal models, all exported to ONNX (so
-    annotate runs without TensorFlow, as a labelling machine would)."""
-    ws = Workspace(tmp_path_factory.mktemp("annotate") / "ws").init()
-    done = run_cli("synth", "--root", str(ws.root), "-n", "8", "--size", "320x180", "--seed", "5")
-    assert done.returncode == 0, done.stderr
-    train = ("--task", "detect", "--imgsz", "128", "--batch-size", "4", "--split-seed", "0", "--epochs", "1")
-    done = run_cli("train", "--root", str(ws.root), *train)
-    assert done.returncode == 0, done.stderr
-    toy_crops(ws, per_label=3, labels=["cog_bb_flunky", "cog_lb_bloodsucker", "cog_sb_coldcaller", "toon_cat"])
-    for task in CLASSIFIERS:
-        done = run_cli("train", "--root", str(ws.root), "--task", task, "--epochs", "1", "--split-seed", "0")
-        assert done.returncode == 0, done.stderr
-    for run in (ws.runs / "train").iterdir():
-        done = run_cli("export", str(run), "--root", str(ws.root))
-        assert done.returncode == 0, done.stderr
-    return ws
+# `trained` (tests/conftest.py): the session's shared workspace with a tiny detector and binary, suit, name and
+# animal models, all exported to ONNX (so annotate runs without TensorFlow, as a labelling machine would). These
+# tests only read it: what they annotate are copies in their own tmp_path.
 
 
 def bare_copies(ws: Workspace, folder: Path, n: int = 3) -> list[Path]:

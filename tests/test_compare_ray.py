@@ -14,14 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
+import ray
 
 from conftest import run_cli, toy_crops
 from toonvision.learning.training import TrainConfig
 
-# make test runs the suite on two xdist workers: everything that starts a Ray runs on one, one at a time.
+# make test runs the suite on two xdist workers: these tests of Ray run on one, one at a time (the demo test,
+# whose compare starts a private Ray, may run beside them on the other).
 pytestmark = pytest.mark.xdist_group("ray")
-
-ray = pytest.importorskip("ray")
 
 
 def crash_a_run_in_worker() -> None:

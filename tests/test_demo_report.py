@@ -16,9 +16,6 @@ from conftest import add_screenshot, run_cli
 from toonvision.cli.demo import Stages
 from toonvision.data.workspace import Workspace
 
-# make test runs the suite on two xdist workers: everything that starts a Ray (demo runs compare) runs on one.
-pytestmark = pytest.mark.xdist_group("ray")
-
 SECTIONS = [
     "summary",
     "dataset",
@@ -56,6 +53,9 @@ def recorded_report(ws: Workspace) -> Path:
     return path
 
 
+# Not in the xdist group "ray" of the tests about which Ray compare uses: the demo's compare starts a private Ray
+# of its own (as every compare without --address does, whatever else runs on the machine), and this, the longest
+# test, then runs on the other worker beside those, instead of after them.
 @pytest.mark.slow
 def test_demo_quick_writes_a_report_and_keeps_the_users_files(tmp_path):
     root = tmp_path / "demo"

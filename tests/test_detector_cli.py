@@ -4,7 +4,6 @@ training run killed half-way and resumed."""
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import signal
 import subprocess
@@ -16,37 +15,25 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli, toy_crops
+from conftest import DETECT_OUTPUT, UNKNOWN_LABEL, run_cli
 from toonvision.data.workspace import Workspace
 from toonvision.learning.tasks import TASKS
 
-# make test runs the suite on two xdist workers: this module's tests share a module fixture, so they run on one.
-pytestmark = pytest.mark.xdist_group("detector_cli")
-
 TRAIN = ("--task", "detect", "--imgsz", "128", "--batch-size", "4", "--split-seed", "0")
-UNKNOWN = "cog_xx_foo"  # a label no class scheme knows: its box is left out and counted
-TRAINING: dict[str, subprocess.CompletedProcess] = {}  # what the fixture's detector training printed
 
 
-def relabel_first_box(xml: Path, label: str) -> None:
-    text = xml.read_text()
-    xml.write_text(re.sub(r"(<object>\s*<name>)[^<]+(</name>)", rf"\g<1>{label}\g<2>", text, count=1))
+@pytest.fixture
+def trained(trained_copy) -> Workspace:
+    """A copy of the session's shared workspace (tests/conftest.py), the test's own, since these tests export,
+    evaluate and predict into it: 12 small rendered screenshots (one box labelled UNKNOWN_LABEL), a tiny detector
+    trained on them for 2 epochs without augmentation, and binary, suit, name and animal models, all exported to
+    ONNX."""
+    return trained_copy
 
 
-@pytest.fixture(scope="session")  # session: under xdist, other modules' tests may run between this module's
-def trained(tmp_path_factory) -> Workspace:
-    """A workspace with 12 small rendered screenshots (one box of the last labelled ``UNKNOWN``), a tiny detector
-    trained on them without augmentation, and a binary classifier."""
-    ws = Workspace(tmp_path_factory.mktemp("detect") / "ws").init()
-    done = run_cli("synth", "--root", str(ws.root), "-n", "12", "--size", "320x180", "--seed", "5")
-    assert done.returncode == 0, done.stderr
-    relabel_first_box(sorted(ws.screenshots.glob("*.xml"))[-1], UNKNOWN)
-    done = TRAINING["detect"] = run_cli("train", "--root", str(ws.root), *TRAIN, "--epochs", "2", "--no-augment")
-    assert done.returncode == 0, done.stderr
-    toy_crops(ws, per_label=4)
-    done = run_cli("train", "--root", str(ws.root), "--task", "binary", "--epochs", "1", "--split-seed", "0")
-    assert done.returncode == 0, done.stderr
-    return ws
+def training_output(ws: Workspace) -> dict[str, str]:
+    """What the shared workspace's detector training printed (stdout, stderr)."""
+    return json.loads((ws.root / DETECT_OUTPUT).read_text())
 
 
 def detect_run(ws: Workspace) -> Path:
@@ -61,10 +48,10 @@ def test_training_writes_a_run_folder_split_by_screenshot(trained):
     # --no-augment is honoured and recorded; what was not given comes from the task's defaults, as the header says.
     assert config["augment"] is False
     assert (config["lr"], config["model"]) == (TASKS["detect"].defaults.lr, TASKS["detect"].defaults.model)
-    header = " ".join(TRAINING["detect"].stdout.split())
+    header = " ".join(training_output(trained)["stdout"].split())
     assert "augment=False" in header and f"lr={TASKS['detect'].defaults.lr}" in header and "batch_size=4" in header
-    warnings = " ".join(TRAINING["detect"].stderr.split())
-    assert "1 box with a label this detector does not know" in warnings and f"{UNKNOWN} (1)" in warnings
+    warnings = " ".join(training_output(trained)["stderr"].split())
+    assert "1 box with a label this detector does not know" in warnings and f"{UNKNOWN_LABEL} (1)" in warnings
     split = json.loads((run / "split.json").read_text())
     assert len(split) == 12 and all(key.startswith("screenshots/") for key in split)
     assert sorted(split.values()).count("test") >= 1
@@ -119,10 +106,10 @@ def test_evaluate_writes_coco_metrics_and_figures(trained, tmp_path):
     assert done.returncode == 0, done.stderr
     assert (run / "evaluate-2" / "evaluation.json").is_file() and (out / "evaluation.json").is_file()
     # The box whose label the detector does not know is left out, counted and named, on screen and in the file.
-    assert f"does not know (toon, bossbot, lawbot, cashbot, sellbot) was left out: {UNKNOWN} (1)" in " ".join(
+    assert f"does not know (toon, bossbot, lawbot, cashbot, sellbot) was left out: {UNKNOWN_LABEL} (1)" in " ".join(
         done.stderr.split()
     )
-    assert json.loads((run / "evaluate-2" / "evaluation.json").read_text())["unknown_labels"] == {UNKNOWN: 1}
+    assert json.loads((run / "evaluate-2" / "evaluation.json").read_text())["unknown_labels"] == {UNKNOWN_LABEL: 1}
 
 
 def test_evaluate_refuses_screenshots_it_cannot_judge_and_writes_nothing(trained, tmp_path):

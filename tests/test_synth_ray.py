@@ -12,15 +12,15 @@ import time
 from pathlib import Path
 
 import pytest
+import ray
 
 from conftest import run_cli
 from toonvision.data.workspace import Workspace
 from toonvision.synth import SynthConfig, generate
 
-# make test runs the suite on two xdist workers: everything that starts a Ray runs on one, one at a time.
+# make test runs the suite on two xdist workers: these tests of Ray run on one, one at a time (the demo test,
+# whose compare starts a private Ray, may run beside them on the other).
 pytestmark = pytest.mark.xdist_group("ray")
-
-ray = pytest.importorskip("ray")
 
 SMALL = {"width": 320, "height": 180}
 N = 6

@@ -509,12 +509,30 @@ def run_comparison(
 ) -> Path:
     """An experiment with a progress bar, its figures and summary tables; returns its folder. Exits with code 1
     after writing everything when a run failed (the same command retries it), 2 when Ray cannot be reached."""
+    from contextlib import ExitStack
+
+    from toonvision.learning.cluster import RayUnavailable, ray_session
+    from toonvision.learning.experiments import FALLBACK
+
+    with ExitStack() as joined:
+        if address:
+            # The cluster is joined first (run_experiment then uses the Ray of this process): where none answers,
+            # compare says so before seconds of loading TensorFlow and the crops.
+            try:
+                joined.enter_context(ray_session(address, fallback=FALLBACK))
+            except RayUnavailable as exc:
+                raise fail(str(exc)) from None
+        return _run_comparison(ws, exp, workers=workers, threads=threads, address=address)
+
+
+def _run_comparison(ws: Workspace, exp: Experiment, *, workers: int, threads: int, address: str | None) -> Path:
+    from toonvision.learning.cluster import RayUnavailable
+    from toonvision.learning.experiments import run_experiment, write_summary
+
     tensorflow()
     from rich.text import Text
 
     from toonvision.figures.training import draw_experiment
-    from toonvision.learning.cluster import RayUnavailable
-    from toonvision.learning.experiments import run_experiment, write_summary
 
     out = ws.runs / "compare" / exp.name
     with progress() as bar:
