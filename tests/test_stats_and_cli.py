@@ -90,6 +90,7 @@ VERBS = [
     "export",
     "watch",
     "annotate",
+    "review",
     "report",
     "demo",
 ]

@@ -253,6 +253,11 @@ def test_the_screen_under_xvfb(trained):
         done = run_cli("watch", "--root", str(trained.root), "--region", "10,20,200,100", "--max-frames", "1", env=env)
         assert done.returncode == 0, done.stderr
         assert len(lines(done.stdout)) == 1
+        # A region past the screen's edge: one line (X11 would answer the grab with a protocol error).
+        done = run_cli(
+            "watch", "--root", str(trained.root), "--region", "600,300,200,100", "--max-frames", "1", env=env
+        )
+        one_error_line(done, "--region 600,300,200,100 is not on the screen")
         # A display, but OpenCV without windows (the headless wheel ToonVision depends on): said plainly.
         done = run_cli("watch", "--root", str(trained.root), "--show", "--max-frames", "1", env=env)
         if opencv_has_windows():  # someone installed opencv-python over the headless wheel: --show works
