@@ -69,7 +69,7 @@ class BoxResult:
     animal_confidence: float | None = None
     detector_class: str | None = None  # what the detector called it, and how sure it was that a box is there
     detector_score: float | None = None
-    conflict: str | None = None  # the detector and the classifiers disagree strongly: a bot may ignore the box
+    conflict: str | None = None  # why the detector and the classifiers disagree (labeling.py): a bot may skip the box
     true_label: str | None = None  # from the screenshot's annotation, when its boxes came from one
     position_spread: float | None = None  # how far its edges move under test-time augmentation, when asked
 
@@ -266,6 +266,9 @@ def draw_boxes(img: Any, boxes: Sequence[BoxResult]) -> Any:
     return img
 
 
+GREY_MODES = ("1", "L", "I", "I;16", "F")  # Pillow's one-channel modes
+
+
 def _depth(item: Any) -> int:
     """1 for a grey image, 3 otherwise: what labelImg writes in <depth>."""
     from PIL import Image
@@ -273,11 +276,11 @@ def _depth(item: Any) -> int:
     if isinstance(item, (str, Path)):
         try:
             with Image.open(item) as img:
-                return 1 if img.mode in ("1", "L", "I", "I;16", "F") else 3
+                return 1 if img.mode in GREY_MODES else 3
         except OSError:
             return 3
     if isinstance(item, Image.Image):
-        return 1 if item.mode in ("1", "L", "I", "I;16", "F") else 3
+        return 1 if item.mode in GREY_MODES else 3
     array = np.asarray(item)
     return 1 if array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 1) else 3
 
