@@ -14,8 +14,10 @@ from PIL import Image
 from toonvision.data.annotations import Annotation, Box, voc_bytes
 from toonvision.data.workspace import Workspace
 
-# Keep TensorFlow quiet and single-machine friendly in every test process.
+# Keep TensorFlow quiet and single-machine friendly in every test process; a wide terminal for the verbs run
+# in this process, whose rich consoles read the width once.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ["COLUMNS"] = "200"
 
 
 @pytest.fixture
@@ -54,18 +56,60 @@ def add_screenshot(
     return image, xml
 
 
+# Verbs that stay in a child process even when a test does not ask for one: Ray's drivers (compare, synth
+# fan out and shut down), Panda3D's one engine per process (synth, demo), the review server's event loop.
+OWN_PROCESS = {"compare", "synth", "demo", "review"}
+
+
 def run_cli(
-    *args: str, cwd: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+    subprocess_: bool = False,
 ) -> subprocess.CompletedProcess:
-    """Run the installed ``toonvision`` command as a user would (``env``: variables to add to this process's)."""
-    return subprocess.run(
-        [sys.executable, "-m", "toonvision.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
-    )
+    """Run the ``toonvision`` command as a user would and return its exit code, standard output and error.
+
+    Most verbs run inside this test process through typer's runner: each child process would spend ~5 s of
+    CPU importing TensorFlow again, and ~100 calls made that a third of ``make test``. A call with ``env``,
+    one of OWN_PROCESS's verbs, or ``subprocess_=True`` runs ``python -m toonvision.cli`` in a child process.
+    """
+    verb = next((arg for arg in args if not arg.startswith("-")), "")
+    if subprocess_ or env is not None or verb in OWN_PROCESS:
+        return subprocess.run(
+            [sys.executable, "-m", "toonvision.cli", *args],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            timeout=timeout,
+            env={**os.environ, "COLUMNS": "200", **(env or {})},
+        )
+    return _run_in_process(list(args), cwd)
+
+
+def _run_in_process(args: list[str], cwd: Path | None) -> subprocess.CompletedProcess:
+    from typer.testing import CliRunner
+
+    from toonvision.cli import app
+
+    if "keras" in sys.modules:
+        # A fresh start as in a new process: Keras numbers its layers per session (conv2d_1...), and verbs
+        # such as explain find layers by those names.
+        sys.modules["keras"].backend.clear_session()
+    before = Path.cwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(app, args, env={"COLUMNS": "200"}, prog_name="toonvision")
+    finally:
+        os.chdir(before)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        # A traceback is what a user would see: keep it in stderr, where the tests look for one.
+        import traceback
+
+        trace = "".join(traceback.format_exception(result.exception))
+        return subprocess.CompletedProcess(args, 1, result.stdout, result.stderr + trace)
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
 
 
 def toy_crops(ws: Workspace, per_label: int = 6, labels: Sequence[str] | None = None, seed: int = 0) -> list[Path]:

@@ -295,7 +295,7 @@ def test_compare_through_ray_resumes_after_a_kill(ws):
     out = ws.runs / "compare" / "exp"
     # Its own process group, so that the kill takes the driver and the local Ray it started, and nothing else.
     proc = subprocess.Popen(
-        [*args, "--runs", "3"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        [*args, "--runs", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None and len(_results(out) if out.exists() else []) < 1:
@@ -303,18 +303,18 @@ def test_compare_through_ray_resumes_after_a_kill(ws):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     first = _results(out)
-    assert 1 <= len(first) < 6, "the comparison should have been killed part-way"
+    assert 1 <= len(first) < 4, "the comparison should have been killed part-way"
     stamps = {n: (out / "results" / n).read_bytes() for n in first}
-    done = subprocess.run([*args, "--runs", "3"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run([*args, "--runs", "2"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert len(_results(out)) == 6
+    assert len(_results(out)) == 4
     assert all((out / "results" / n).read_bytes() == stamps[n] for n in first)  # finished runs kept
     for name in ("history.png", "boxplots.png", "summary.md", "summary.json", "best.json"):
         assert (out / name).stat().st_size > 0, name
     assert sorted(p.name for p in (out / "best").glob("*.keras")) == ["article.keras", "baseline.keras"]
     assert not list((out / "pending").glob("*.npz"))  # judged results leave no weights behind
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["summary"]["baseline"]["accuracy"]["n"] == 3
+    assert summary["summary"]["baseline"]["accuracy"]["n"] == 2
     assert {t["metric"] for t in summary["tests"]} == {"accuracy", "loss"}
     assert "Mann-Whitney" in (out / "summary.md").read_text()
     # Same seeds give the same numbers, whichever worker trained them: run 0 again in a fresh experiment.
@@ -328,7 +328,7 @@ def test_compare_through_ray_resumes_after_a_kill(ws):
     r1 = json.loads((out / "results" / "run0000_baseline.json").read_text())
     r2 = json.loads((ws.runs / "compare" / "again" / "results" / "run0000_baseline.json").read_text())
     assert r1["test"]["loss"] == pytest.approx(r2["test"]["loss"], rel=1e-5)
-    mismatch = subprocess.run([*args, "--runs", "3", "--config", "optimized"], capture_output=True, text=True)
+    mismatch = subprocess.run([*args, "--runs", "2", "--config", "optimized"], capture_output=True, text=True)
     assert mismatch.returncode == 2 and "other settings" in mismatch.stderr
     # A kept model is evaluated on its run's own test split: the numbers its run recorded.
     kept = json.loads((out / "best" / "baseline.json").read_text())

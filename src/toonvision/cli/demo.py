@@ -66,7 +66,7 @@ class DemoPlan:
     def make(cls, *, runs: int, epochs: int, quick: bool, seed: int) -> DemoPlan:
         if quick:
             # Enough crops that every split holds both kinds; few enough to train in seconds.
-            return cls("seed", 100, min(runs, 2), min(epochs, 6), min(epochs, 8), seed, ("baseline", "article"), 4, 320)
+            return cls("seed", 100, min(runs, 2), min(epochs, 6), min(epochs, 8), seed, ("baseline", "article"), 2, 320)
         # The article's baseline, what its code ran, and what it meant (see toonvision.learning.training).
         return cls("seed", None, runs, epochs, epochs, seed, ("baseline", "article", "optimized"))
 
