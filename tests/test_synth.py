@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from toonvision.data.taxonomy import STREET_SHORTS, all_labels, parse_label
 from toonvision.data.workspace import Workspace
 from toonvision.synth import PRESETS, SynthConfig, apply_weights, generate, masks_dir, parse_size
 from toonvision.synth.dataset import render_files, targets, write_files
+from toonvision.synth.scene import Conditions
 
 # make test runs the suite on two xdist workers: this module's tests share a module fixture, so they run on one.
 pytestmark = pytest.mark.xdist_group("synth")
@@ -284,3 +286,69 @@ def test_command_runs(tmp_path: Path) -> None:
     assert "written=0 skipped=2" in again.output
     bad = CliRunner().invoke(app, ["synth", "--root", str(tmp_path), "--weight", "dragon=1"])
     assert bad.exit_code == 2 and "matches no class" in bad.output
+
+
+SHIFTS = {
+    "camera": Conditions(fov=(75.0, 90.0), camera_height=2.0),
+    "dusk": Conditions(time_of_day="dusk"),
+    "night": Conditions(time_of_day="night"),
+    "interface": Conditions(interface=True),
+    "jpeg": Conditions(jpeg=30),
+}
+
+
+@pytest.mark.parametrize("shift", SHIFTS)
+def test_a_shifted_world_is_its_own_and_byte_reproducible(renderer, tmp_path: Path, shift: str) -> None:
+    """Each setting of a shifted world changes the screenshot and nothing else about its draws: the same seed and
+    setting twice give the same bytes, also after other screenshots were rendered."""
+    plain = SynthConfig.from_preset("seed", screenshots=1, seed=3, yolo=False, **SMALL)
+    shifted = replace(plain, conditions=SHIFTS[shift]).validate()
+    ws_a, ws_b, ws_plain = (Workspace(tmp_path / n) for n in ("a", "b", "plain"))
+    first, _ = render_files(renderer, shifted, 0, targets(ws_a, shifted, 0))
+    render_files(renderer, plain, 1, targets(ws_plain, plain, 1))  # something else in between
+    again, _ = render_files(renderer, shifted, 0, targets(ws_b, shifted, 0))
+    default, _ = render_files(renderer, plain, 0, targets(ws_plain, plain, 0))
+    png = targets(ws_a, shifted, 0).png
+    assert first[png] == again[targets(ws_b, shifted, 0).png]
+    assert first[png] != default[targets(ws_plain, plain, 0).png]
+    assert shifted.fingerprint() != plain.fingerprint()
+    assert "conditions" not in plain.fingerprint()  # workspaces rendered before these settings still match
+
+
+def test_the_interface_hides_what_it_covers() -> None:
+    import random
+
+    from toonvision.data.annotations import Box
+    from toonvision.synth.interface import draw_interface
+
+    street = np.full((720, 1280, 3), 120, np.uint8)
+    under_laff = Box("toon_cat", 10, 600, 150, 710)  # inside the Laff meter's corner
+    middle = Box("cog_bb_flunky", 500, 200, 620, 500)
+    drawn, kept = draw_interface(street, [under_laff, middle], random.Random(0))
+    assert kept == [middle] and drawn.shape == street.shape
+    assert (drawn[650, 70] != 120).any() and (drawn[350, 560] == 120).all()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--fov", "wide"), "--fov"),
+        (("--fov", "5-200"), "field of view"),
+        (("--camera-height", "9"), "camera height"),
+        (("--time", "noon"), "time of day"),
+        (("--jpeg", "101"), "JPEG quality"),
+        (("--interface", "--masks"), "--masks and --interface"),
+        (("--contact-sheet", "--time", "night"), "--contact-sheet"),
+    ],
+)
+def test_a_shifted_world_that_cannot_be_is_one_error_line(tmp_path: Path, args: tuple[str, ...], words: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "toonvision.cli", "synth", "--root", str(tmp_path / "w"), "-n", "1", *args],
+        capture_output=True,
+        text=True,
+    )
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and words in lines[0], done.stderr
+    assert not (tmp_path / "w" / "raw" / "screenshots").exists() or not any(
+        (tmp_path / "w" / "raw" / "screenshots").iterdir()
+    )

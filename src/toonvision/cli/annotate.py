@@ -13,10 +13,12 @@ from toonvision.cli.common import (
     Root,
     ServingDetector,
     ServingModels,
+    ShippedModels,
     console,
     fail,
     header,
     progress,
+    shipped_note,
     warn,
     workspace,
 )
@@ -34,6 +36,7 @@ def annotate(
     ] = "voc",
     model: ServingModels = None,
     detector: ServingDetector = None,
+    shipped: ShippedModels = True,
     conf: BoxScore = BOX_SCORE,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be written; write nothing.")] = False,
     refresh: Annotated[
@@ -90,16 +93,25 @@ def annotate(
     if rank is not None:
         if rank != "uncertain":
             raise fail(f"--rank {rank!r}: the one ranking is 'uncertain'")
+        loading = [
+            name
+            for name, given in (("--model", model), ("--detector", detector), ("--no-shipped", not shipped))
+            if given
+        ]
+        if loading:
+            raise fail(f"{loading[0]} chooses the models that write pre-annotations; --rank reads what they wrote")
         show_ranking(ws, folder, states, review, top)
         return
     if review is not None:
         raise fail("--review goes with --rank uncertain")
     if any_detector and not refresh:
         raise fail("--any-detector goes with --refresh")
-    annotate_folder(ws, folder, states, fmt, model, detector, conf, dry_run, refresh, any_detector)
+    annotate_folder(ws, folder, states, fmt, model, detector, conf, dry_run, refresh, any_detector, shipped)
 
 
-def annotate_folder(ws, folder, states, fmt, model, detector, conf, dry_run, refresh, any_detector) -> None:
+def annotate_folder(
+    ws, folder, states, fmt, model, detector, conf, dry_run, refresh, any_detector, shipped: bool = True
+) -> None:
     from toonvision.data.game_rules import flag_rules
     from toonvision.data.taxonomy import TASKS, all_labels
     from toonvision.serving.annotate import FORMATS, annotate_screenshots, plan
@@ -108,7 +120,7 @@ def annotate_folder(ws, folder, states, fmt, model, detector, conf, dry_run, ref
     if fmt not in FORMATS:
         raise fail(f"--format {fmt!r}: choose from {', '.join(FORMATS)}")
     try:
-        pipe = Pipeline.load(ws.root, models=model or [], detector=detector, conf=conf)
+        pipe = Pipeline.load(ws.root, models=model or [], detector=detector, conf=conf, shipped=shipped)
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
     if pipe.detector is None:
@@ -134,6 +146,7 @@ def annotate_folder(ws, folder, states, fmt, model, detector, conf, dry_run, ref
         screenshots=f"{len(steps)} ({len(todo)} to write)",
         **{f"model_{task}": path for task, path in used.items()},
     )
+    shipped_note(used)
     labels = [str(label) for label in ws.labels()] or [str(label) for label in all_labels()]
     with progress() as bar:
         task_id = bar.add_task("annotating", total=len(todo))

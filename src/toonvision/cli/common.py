@@ -45,6 +45,14 @@ ServingDetector = Annotated[
         "--detector", help="The detector (a detect run folder, .keras or .onnx); default: the workspace's newest."
     ),
 ]
+ShippedModels = Annotated[
+    bool,
+    typer.Option(
+        "--shipped/--no-shipped",
+        help="Use the models ToonVision ships for the tasks the workspace has no model of its own for (the "
+        "workspace's models and --model always come first).",
+    ),
+]
 BoxScore = Annotated[float, typer.Option("--conf", min=0.0, max=1.0, help="Detector score a box needs to be kept.")]
 Epochs = Annotated[int, typer.Option(help="Epochs to train (the spec: 25; its optimizer comparison: 20).")]
 Precision = Annotated[
@@ -131,3 +139,12 @@ def unreviewed_left_out(count: int) -> None:
             f"{count} unreviewed pre-annotations left out (review them in labelImg, or --include-unreviewed); "
             "'toonvision annotate --rank uncertain' lists them, least sure first"
         )
+
+
+def shipped_note(models: dict[str, str], out: Console = console) -> None:
+    """Say which tasks run on the models ToonVision ships, since the workspace had none of its own for them."""
+    from toonvision.learning.zoo import is_shipped
+
+    ours = [task for task, path in models.items() if is_shipped(path)]
+    if ours:
+        out.print(f"using the models ToonVision ships for: {', '.join(ours)} (the workspace has none of its own)")

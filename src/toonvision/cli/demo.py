@@ -14,9 +14,11 @@ what is done (``--fresh`` redoes everything; results then go to new folders, not
     name      a name model (32 classes) on the Cog crops
     animal    an animal model (11 classes) on the Toon crops
     explain   heatmaps of test crops and of the worst mistakes, activations and filters of one crop
-    detect    a small detector (toon + 4 suits) trained from scratch on the rendered screenshots
+    detect    a detector (toon + 4 suits) fine-tuned on the rendered screenshots from the one ToonVision ships
+              (from scratch where it ships none)
     detect-holdout  more held-out screenshots (<root>/holdout-detect) to measure it on
     detect-evaluate COCO AP of the detector on them, PR curves, worst screenshots
+    shipped-evaluate  the same for the detector ToonVision ships, as it is (runs/evaluate/shipped-detect)
     predict   every box of the held-out screenshots: kind, suit and name or animal (the models exported to ONNX and run
               with ONNX Runtime, as a bot would), annotated copies; then the same screenshots without their
               annotations: the detector finds the boxes, the classifiers label them
@@ -145,7 +147,9 @@ def demo(
     from toonvision.data.stats import Desired
     from toonvision.learning.experiments import Experiment, ExperimentRecord
     from toonvision.learning.model_files import locate_model
+    from toonvision.learning.tasks import DETECT
     from toonvision.learning.training import recipe
+    from toonvision.learning.zoo import shipped
     from toonvision.synth.dataset import SynthConfig, resolve_workers
 
     tensorflow()
@@ -236,13 +240,17 @@ def demo(
 
     stages.run("explain", {**train_key, "model": str(best.path)}, explain_stage)
 
-    detect_key = {**data_key, "epochs": plan.detect_epochs, "imgsz": plan.detect_imgsz}
+    # The demo's detector is fine-tuned from the one ToonVision ships, as a user with a few screenshots of their
+    # own would train theirs; from scratch where this ToonVision ships none.
+    ours = shipped(DETECT, ".keras")
+    start = str(ours.path) if ours is not None else None
+    detect_key = {**data_key, "epochs": plan.detect_epochs, "imgsz": plan.detect_imgsz, "weights": start}
 
     def detect_stage() -> dict[str, Any]:
         from toonvision.learning.detector_training import DetectConfig
 
-        cfg = DetectConfig.for_width(plan.detect_imgsz, epochs=plan.detect_epochs, seed=seed).validate()
-        out = run_detector_training(ws, cfg)
+        cfg = DetectConfig.for_width(plan.detect_imgsz, epochs=plan.detect_epochs, seed=seed, weights=start)
+        out = run_detector_training(ws, cfg.validate())
         return {"path": str(out / "model.keras")}
 
     detector = Path(stages.run("detect", detect_key, detect_stage)["path"]).parent
@@ -262,6 +270,18 @@ def demo(
             )
         },
     )
+    shipped_evaluation: list[Path] = []
+    if (served := shipped(DETECT)) is not None:
+        judged = stages.run(
+            "shipped-evaluate",
+            {**data_key, "model": str(served.path), "screenshots": DETECT_HOLDOUT_SCREENSHOTS},
+            lambda: {
+                "path": str(
+                    run_detector_evaluation(ws, locate_model(served.path), screenshots=[detect_holdout.screenshots])
+                )
+            },
+        )
+        shipped_evaluation.append(Path(judged["path"]))
     predictions = experiment / "predictions"
     stages.run(
         "predict",
@@ -277,7 +297,8 @@ def demo(
     def report_stage() -> dict[str, Any]:
         from toonvision.report.build import build_report
 
-        path = build_report(ws, experiment, extras=[*task_runs.values(), detector, predictions])
+        extras = [*task_runs.values(), detector, *shipped_evaluation, predictions]
+        path = build_report(ws, experiment, extras=extras)
         console.print(f"wrote {path}")
         return {"path": str(path)}
 
@@ -294,6 +315,7 @@ def demo(
         predictions,
         report,
         stages.times,
+        shipped_evaluation[0] / "evaluation.json" if shipped_evaluation else None,
     )
 
 
@@ -362,6 +384,7 @@ def closing_summary(
     predictions: Path,
     report: Path,
     times: dict[str, float | None],
+    shipped_detection: Path | None = None,
 ) -> None:
     from toonvision.data.files import read_json
     from toonvision.serving.prediction import fully_right
@@ -380,12 +403,14 @@ def closing_summary(
         test = (read_json(run / "metrics.json") or {}).get("test") or {}
         if test:
             results.add_row(f"{task} model", f"{test['accuracy']:.4f} test accuracy on {test['n']} crops")
-    det = read_json(detection) or {}
-    if det.get("ap50") is not None:
-        results.add_row(
-            "detector (toon + 4 suits)",
-            f"AP50 {det['ap50']:.3f}, AP50:95 {det['ap50_95']:.3f} on {det.get('n_screenshots')} held-out screenshots",
-        )
+    for what, path in (("detector (toon + 4 suits)", detection), ("the detector ToonVision ships", shipped_detection)):
+        det = (read_json(path) or {}) if path is not None else {}
+        if det.get("ap50") is not None:
+            results.add_row(
+                what,
+                f"AP50 {det['ap50']:.3f}, AP50:95 {det['ap50_95']:.3f} on {det.get('n_screenshots')} held-out "
+                "screenshots",
+            )
     preds = (read_json(predictions / "predictions.json") or {}).get("predictions", [])
     if preds:
         right = sum(fully_right(p) for p in preds)

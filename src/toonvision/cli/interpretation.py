@@ -205,7 +205,7 @@ def run_explanations(
     )
     from toonvision.interpretation.explainer import ExplainError, wrong_predictions
 
-    out = into or source.results_dir("explain")
+    out = into or source.results_dir("explain", ws.root)
     written: list[Path] = []
     taken: set[str] = set()
     with progress() as bar:

@@ -206,6 +206,15 @@ def train(
             "the settings it was started with.",
         ),
     ] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            help="Start from trained weights instead of random ones (fine-tuning): 'pretrained' (the model "
+            "ToonVision ships for the task), a run folder or a .keras file. The architecture (and a detector's "
+            "classes) follow the starting model unless given.",
+            show_default=False,
+        ),
+    ] = None,
     include_unreviewed: Annotated[
         bool | None,
         typer.Option(
@@ -226,6 +235,9 @@ def train(
     labelImg format), split 60/20/20 by screenshot from --split-seed (default --seed); its run folder is
     runs/train/detect-<classes>[-N]. A stopped run continues from its last finished epoch with --resume.
     Pre-annotations nobody has reviewed are left out (and counted) unless --include-unreviewed.
+
+    --weights pretrained fine-tunes the model ToonVision ships for the task on the workspace's data; a run
+    folder or a .keras file of the same task fine-tunes that one.
 
     Options left out take the task's defaults; an option of another task is refused.
     """
@@ -250,6 +262,7 @@ def train(
         "imgsz": imgsz,
         "resume": resume,
         "include_unreviewed": include_unreviewed,
+        "weights": weights,
     }
     given = {k: v for k, v in options.items() if v is not None}
     try:
@@ -260,6 +273,8 @@ def train(
     if wrong:
         raise fail(wrong)
     split_seed = given.pop("split_seed", None)
+    if "weights" in given:
+        given.update(starting_point_settings(task, given, root))
     settings = {**asdict(spec.defaults), "name": spec.run_name, **given}
     if spec.is_detector:
         resume = settings.pop("resume", False)
@@ -269,6 +284,43 @@ def train(
     shown = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "precision")}
     header("train", root=root, **shown, precision=shown_precision(cfg.precision), split_seed=split_seed)
     run_training(workspace(root), cfg, split_seed=split_seed)
+
+
+def starting_point_settings(task: str, given: dict[str, Any], root: Path) -> dict[str, Any]:
+    """What --weights sets: the .keras file a run starts from, and the architecture (a detector's classes too)
+    of that model where the command does not say; exits when it cannot start this run."""
+    from toonvision.data.detection import scheme_classes
+    from toonvision.learning.model_files import ModelError
+    from toonvision.learning.zoo import check_recipe, starting_point
+
+    if given.get("resume"):
+        raise fail("--weights starts a new run and --resume continues a stopped one: give one of them")
+    try:
+        source = starting_point(given["weights"], task, root)
+        keras_file = source.keras_file()
+    except ModelError as exc:
+        raise fail(str(exc)) from None
+    settings: dict[str, Any] = {"weights": str(keras_file)}
+    for option in ("model", "classes") if task == DETECT else ("model",):
+        if option not in given and source.config.get(option) is not None:
+            settings[option] = source.config[option]
+    architecture = given.get("model", settings.get("model"))
+    if architecture is not None and task != DETECT:
+        from toonvision.learning.models import architecture as registered
+
+        try:
+            architecture = registered(architecture).name  # an earlier name (seed, padded) is the same model
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+    classes = None
+    if task == DETECT and source.config.get("classes") not in (None, "label"):
+        classes = scheme_classes(given.get("classes", settings.get("classes", "suit")))
+    try:
+        if architecture is not None:
+            check_recipe(source, architecture, classes)
+    except ModelError as exc:
+        raise fail(str(exc)) from None
+    return settings
 
 
 def classifier_config(task: str, settings: dict[str, Any]) -> TrainConfig:
@@ -694,7 +746,9 @@ def run_detector_evaluation(
         warn(unknown)
     with progress() as bar:
         task_id = bar.add_task("detecting", total=len(data.truths))
-        result = evaluate_detector(source, detector, data, judged, top=top, on_batch=lambda n: bar.advance(task_id, n))
+        result = evaluate_detector(
+            source, detector, data, judged, top=top, on_batch=lambda n: bar.advance(task_id, n), root=ws.root
+        )
     metrics = result.metrics
     paths = [result.report, plot_pr_curves(metrics, result.out / "pr_curves.png", f"{source.name}: {judged}")]
     if result.worst:

@@ -14,9 +14,11 @@ from toonvision.cli.common import (
     Root,
     ServingDetector,
     ServingModels,
+    ShippedModels,
     console,
     fail,
     header,
+    shipped_note,
     tensorflow,
     workspace,
 )
@@ -40,6 +42,7 @@ def predict(
         typer.Option("--whole", help="Classify an image without boxes as one crop even if it looks like a screenshot."),
     ] = False,
     detector: ServingDetector = None,
+    shipped: ShippedModels = True,
     conf: BoxScore = BOX_SCORE,
 ) -> None:
     """Classify what is on screen: for each box, Cog or Toon, for Cogs the suit and the name, for Toons the animal.
@@ -64,7 +67,9 @@ def predict(
         raise fail("--boxes goes with exactly one screenshot")
     needing = [t for t in targets if t.detect]
     try:
-        pipe = Pipeline.load(ws.root, models=model or [], detector=detector, conf=conf, with_detector=bool(needing))
+        pipe = Pipeline.load(
+            ws.root, models=model or [], detector=detector, conf=conf, with_detector=bool(needing), shipped=shipped
+        )
         if needing and pipe.detector is None:
             raise fail(
                 f"{needing[0].image} is a whole screenshot with no boxes and there is no trained detector in "
@@ -81,6 +86,7 @@ def predict(
         print(json.dumps({"models": pipe.models, "predictions": boxes_found}, indent=2))
         return
     header("predict", root=root, **{f"model_{t}": p for t, p in pipe.models.items()})
+    shipped_note(pipe.models)
     detected = bool(needing)
     unsure = any(b.conflict for t in targets for b in t.results.boxes)
     columns = ["image", "box", *(["detector"] if detected else []), "prediction", "confidence", "true label"]

@@ -23,6 +23,23 @@ def _preset_help() -> str:
     return "; ".join(f"{p.name}: {p.screenshots} screenshots, {p.description}" for p in PRESETS.values())
 
 
+def parse_fov(text: str) -> tuple[float, float]:
+    """``46-62`` (or one angle, ``55``) as (min, max) degrees; ValueError for anything else."""
+    low, _, high = text.partition("-")
+    try:
+        return float(low), float(high or low)
+    except ValueError:
+        raise ValueError(f"--fov {text!r}: give MIN-MAX degrees such as 46-62, or one angle") from None
+
+
+def describe(conditions) -> str:
+    """The shifted world in a few words, for the run header."""
+    parts = [f"fov {conditions.fov[0]:g}-{conditions.fov[1]:g}", f"camera x{conditions.camera_height:g}"]
+    parts += [conditions.time_of_day, *(["interface"] if conditions.interface else [])]
+    parts += [f"jpeg {conditions.jpeg}"] if conditions.jpeg is not None else []
+    return ", ".join(parts)
+
+
 def synth(
     root: Root = Path("img"),
     preset: Annotated[str, typer.Option("--preset", help=f"dataset shape. {_preset_help()}")] = "seed",
@@ -60,6 +77,30 @@ def synth(
             "(0 background, k = k-th box, 255 = unlabelled Toon/Cog)",
         ),
     ] = False,
+    fov: Annotated[
+        str,
+        typer.Option(
+            "--fov", help="the camera's horizontal field of view, MIN-MAX degrees, drawn per screenshot (shifted world)"
+        ),
+    ] = "46-62",
+    camera_height: Annotated[
+        float, typer.Option("--camera-height", help="every camera height times this, 0.25-4 (shifted world)")
+    ] = 1.0,
+    time_of_day: Annotated[
+        str, typer.Option("--time", help="the light: day, dusk (dimmer, orange) or night (dark, blue) (shifted world)")
+    ] = "day",
+    interface: Annotated[
+        bool,
+        typer.Option(
+            "--interface",
+            help="draw the game's interface over the street: chat and friends buttons, Laff meter, Shtiker Book, "
+            "gag toolbar, chat balloons; boxes it mostly hides are not labelled (shifted world)",
+        ),
+    ] = False,
+    jpeg: Annotated[
+        int | None,
+        typer.Option("--jpeg", help="pass every screenshot through JPEG at this quality, 5-100 (shifted world)"),
+    ] = None,
     contact_sheet: Annotated[
         bool,
         typer.Option(
@@ -76,11 +117,25 @@ def synth(
     not share this disk; the files are the same bytes as without it. A task whose worker dies is retried by
     Ray; one that still fails is reported and the others finish. Where no cluster answers, synth gives up
     within about 30 s (exit 2).
+
+    --fov, --camera-height, --time, --interface and --jpeg render a shifted world: another camera, light, the
+    game's interface, compression. The defaults are the world ToonVision's shipped models learned from; a
+    shifted one measures how models carry over, and what fine-tuning on a few screenshots of it gains.
     """
     from toonvision.synth.dataset import SynthConfig, apply_weights, parse_size, resolve_workers
+    from toonvision.synth.scene import Conditions
 
     weight = list(weight or [])
     ws = workspace(root)
+    try:
+        conditions = Conditions(parse_fov(fov), camera_height, time_of_day, interface, jpeg).validate()
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if contact_sheet and not conditions.is_default:
+        raise fail(
+            "--contact-sheet draws close-ups in the default light: --fov, --camera-height, --time, "
+            "--interface and --jpeg go with rendering screenshots"
+        )
     if contact_sheet:
         from toonvision.data.files import new_run_dir
         from toonvision.synth import render_contact_sheet
@@ -96,8 +151,20 @@ def synth(
     except ValueError as exc:
         raise fail(str(exc)) from None
     cfg = SynthConfig.from_preset(
-        preset, seed=seed, screenshots=screenshots, width=width, height=height, weights=weights, yolo=yolo, masks=masks
+        preset,
+        seed=seed,
+        screenshots=screenshots,
+        width=width,
+        height=height,
+        weights=weights,
+        yolo=yolo,
+        masks=masks,
+        conditions=conditions,
     )
+    try:
+        cfg.validate()
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     # On Ray, 0 means the cluster's CPUs, which only Ray knows.
     n_workers = workers if address else resolve_workers(workers)
     header(
@@ -112,6 +179,7 @@ def synth(
         masks=masks,
         weights=",".join(weight) or "preset",
         **({"address": address} if address else {}),
+        **({} if conditions.is_default else {"world": describe(conditions)}),
     )
     from toonvision.learning.cluster import RayUnavailable
 

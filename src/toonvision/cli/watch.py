@@ -12,7 +12,18 @@ from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from toonvision.cli.common import BoxScore, Root, ServingDetector, ServingModels, err, fail, warn, workspace
+from toonvision.cli.common import (
+    BoxScore,
+    Root,
+    ServingDetector,
+    ServingModels,
+    ShippedModels,
+    err,
+    fail,
+    shipped_note,
+    warn,
+    workspace,
+)
 from toonvision.serving.thresholds import BOX_SCORE, COLLECT_PER_MINUTE
 
 if TYPE_CHECKING:  # the CLI starts without numpy: the serving stage is imported when a verb runs
@@ -35,6 +46,7 @@ def watch(
     root: Root = Path("img"),
     model: ServingModels = None,
     detector: ServingDetector = None,
+    shipped: ShippedModels = True,
     conf: BoxScore = BOX_SCORE,
     region: Annotated[
         str | None, typer.Option(help="The part of the screen to watch: x,y,width,height in pixels.")
@@ -110,7 +122,9 @@ def watch(
         window = open_window() if show else None
         threads = threads or leave_a_core()
         ws = workspace(root)
-        pipe = Pipeline.load(ws.root, models=model or [], detector=detector, conf=conf, threads=threads)
+        pipe = Pipeline.load(
+            ws.root, models=model or [], detector=detector, conf=conf, threads=threads, shipped=shipped
+        )
         if pipe.detector is None:
             raise ValueError(f"no trained detector in {ws.runs}: train one with 'toonvision train --task detect'")
         if "binary" not in pipe.classifiers:
@@ -127,6 +141,7 @@ def watch(
         highlight=False,
         soft_wrap=True,
     )
+    shipped_note(pipe.models, err)
     if save is not None:
         save.mkdir(parents=True, exist_ok=True)
     stats = WatchStats()

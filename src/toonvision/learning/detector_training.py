@@ -12,6 +12,7 @@ leaves a half-written model where a good one was.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -68,6 +69,7 @@ class DetectConfig:
     precision: str = "auto"
     seed: int = 0
     include_unreviewed: bool = False  # learn from pre-annotations nobody has reviewed too
+    weights: str | None = None  # a .keras detector of the same architecture and classes to start from
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -331,8 +333,13 @@ def train_detector(
         write_json(out / "config.json", config)
         write_json(out / "split.json", split)
     model = build_detector(cfg, len(data.classes), len(train), precision)
+    if cfg.weights and resume is None:
+        from toonvision.learning.zoo import start_from
+
+        start_from(model, Path(cfg.weights))
     progress = read_json(out / "progress.json") or {}
     first_epoch, history = 0, {}
+    spent = {"seconds": 0.0, "since": time.perf_counter()}  # training time, summed over a stop and its --resume
     if resume is not None and (out / "checkpoint.keras").is_file() and progress.get("epochs_done"):
         # The whole training state, optimizer moments and step count included: the run continues, it does not
         # start again with a warm model.
@@ -343,6 +350,7 @@ def train_detector(
         )
         _restore_optimizer(model, out / "optimizer.npz")
         first_epoch, history = int(progress["epochs_done"]), dict(progress.get("history", {}))
+        spent["seconds"] = float(progress.get("seconds", 0.0))
     if on_start is not None:
         on_start(data, counts, first_epoch)
 
@@ -352,7 +360,11 @@ def train_detector(
                 history.setdefault(key, []).append(float(value))
             save_model(self.model, out / "checkpoint.keras")
             _save_optimizer(self.model, out / "optimizer.npz")
-            write_json(out / "progress.json", {"epochs_done": epoch + 1, "history": history})
+            now = time.perf_counter()
+            spent["seconds"] += now - spent["since"]
+            spent["since"] = now
+            seconds = round(spent["seconds"], 1)
+            write_json(out / "progress.json", {"epochs_done": epoch + 1, "history": history, "seconds": seconds})
             if on_epoch is not None:
                 on_epoch(epoch, dict(logs or {}))
 
@@ -371,7 +383,8 @@ def train_detector(
     final = as_float32_detector(model, cfg, len(data.classes)) if precision != "float32" else model
     save_model(final, out / "model.keras")
     write_json(out / "history.json", history)
-    write_json(out / "metrics.json", {"params": int(final.count_params())})
+    spent["seconds"] += time.perf_counter() - spent["since"]
+    write_json(out / "metrics.json", {"params": int(final.count_params()), "seconds": round(spent["seconds"], 1)})
     for leftover in ("checkpoint.keras", "optimizer.npz", "progress.json"):
         (out / leftover).unlink(missing_ok=True)  # the finished model replaces them: nothing to resume
     return DetectorRun(out, final, history, counts, data, split, first_epoch)

@@ -190,6 +190,6 @@ def evaluate_classifier(ws: Workspace, source: ModelSource, model: keras.Model, 
     folder of ``source``, made only once the evaluation succeeded; ValueError when the workspace has no crops
     of ``task``."""
     ev, data = evaluate_source(ws, source, model, task)
-    out = source.results_dir("evaluate")
+    out = source.results_dir("evaluate", ws.root)
     write_evaluation(ev, out, source.keras_file())
     return ClassifierEvaluation(out, ev, data)

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     import keras
 
 MODEL_SUFFIXES: tuple[str, ...] = (".keras", ".onnx")
+# Where the models ToonVision ships live (toonvision.learning.zoo): read only, so what a verb writes about one
+# goes into the workspace instead of beside it.
+SHIPPED_DIR = Path(__file__).with_name("pretrained")
 RUN_MODEL = "model"  # a run folder's model files are model.keras and model.onnx
 
 
@@ -86,16 +89,28 @@ class ModelSource:
         except ValueError as exc:
             raise ModelError(str(exc)) from None
 
-    def results_dir(self, verb: str) -> Path:
+    @property
+    def is_packaged(self) -> bool:
+        """Whether this is one of the models inside the package, which nothing may write beside."""
+        return self.path.resolve().parent == SHIPPED_DIR.resolve()
+
+    def results_dir(self, verb: str, root: Path | None = None) -> Path:
         """A new folder for what ``verb`` (evaluate, explain) writes about this model: ``<run>/<verb>``,
         ``<run>/<verb>-2``... for a run; ``<dir>/<verb>/<name>``, ``<name>-2``... for other model files, so
-        that the configurations kept by one comparison never share one."""
+        that the configurations kept by one comparison never share one; ``<root>/runs/<verb>/shipped-<task>``
+        for a model the package ships (ModelError without a workspace ``root``)."""
+        if self.is_packaged:
+            if root is None:
+                raise ModelError(f"{self.path} ships inside ToonVision: its results go into a workspace (--root)")
+            return new_run_dir(Path(root) / "runs" / verb, f"shipped-{self.path.stem}")
         if self.kind == "run":
             return new_run_dir(self.path.parent, verb)
         return new_run_dir(self.path.parent / verb, self.path.stem)
 
-    def latest_results_dir(self, verb: str) -> Path | None:
+    def latest_results_dir(self, verb: str, root: Path | None = None) -> Path | None:
         """The newest folder :meth:`results_dir` made for ``verb``, or None."""
+        if self.is_packaged:
+            return None if root is None else latest_run_dir(Path(root) / "runs" / verb, f"shipped-{self.path.stem}")
         if self.kind == "run":
             return latest_run_dir(self.path.parent, verb)
         return latest_run_dir(self.path.parent / verb, self.path.stem)

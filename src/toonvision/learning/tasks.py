@@ -32,6 +32,7 @@ SHARED_OPTIONS: tuple[str, ...] = (
     "precision",
     "split_seed",
     "name",
+    "weights",
 )
 FAMILY_OPTIONS: dict[str, tuple[str, ...]] = {
     CLASSIFY: ("optimizer", "dropout", "decay", "lr_step_every", "lr_step_factor", "class_weight", "pad"),

@@ -12,6 +12,7 @@ The article's configurations are recipes (``--config`` of ``compare``):
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -69,6 +70,7 @@ class TrainConfig:
     pad: bool = False  # pad crops to 600x200 instead of stretching them
     precision: str = "auto"  # "float32", "bfloat16" (mixed) or "auto": bfloat16 where the CPU computes it natively
     seed: int = 0
+    weights: str | None = None  # a .keras model of the same architecture to start from (fine-tuning)
 
     def validate(self) -> TrainConfig:
         """The configuration with the architecture's current name; ValueError naming what is wrong."""
@@ -297,8 +299,8 @@ def fit(
     *,
     on_epoch: EpochHook | None = None,
 ) -> FitResult:
-    """Train a fresh model from ``cfg`` (seeded) and evaluate it on ``test`` when given; ``on_epoch`` is
-    called after every epoch with its metrics."""
+    """Train a model from ``cfg`` (seeded; from ``cfg.weights`` when given, else from random weights) and
+    evaluate it on ``test`` when given; ``on_epoch`` is called after every epoch with its metrics."""
     import keras
     import tensorflow as tf
 
@@ -308,6 +310,10 @@ def fit(
     seed_everything(cfg.seed)
     precision = resolve_precision(cfg.precision)
     model = build(cfg, precision)
+    if cfg.weights:
+        from toonvision.learning.zoo import start_from
+
+        start_from(model, Path(cfg.weights))
     # The article's model's Rescaling and first max-pool run in the input pipeline, on uint8 pixels; its tail,
     # which shares every weight with it, is what trains.
     stem = pooled_stem(model)
@@ -394,7 +400,9 @@ def train_run(
     parts = data.by_plan(plan)
     if not len(parts["train"].y):
         raise ValueError("the training split is empty: run 'toonvision split' or give --split-seed")
+    start = time.perf_counter()
     result = fit(cfg, parts["train"], parts["validate"], parts["test"], on_epoch=on_epoch)
+    seconds = round(time.perf_counter() - start, 1)
     out = out or new_run_dir(ws.runs / "train", cfg.run_name())
     save_model(result.model, out / "model.keras")
     write_json(out / "history.json", result.history)
@@ -407,7 +415,7 @@ def train_run(
             "counts": {k: len(v.y) for k, v in parts.items()},
         },
     )
-    write_json(out / "metrics.json", {"test": result.test, "params": result.model.count_params()})
+    write_json(out / "metrics.json", {"test": result.test, "params": result.model.count_params(), "seconds": seconds})
     write_json(out / "split.json", plan)
     return out, result
 

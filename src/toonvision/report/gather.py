@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -31,7 +31,7 @@ from toonvision.learning.evaluation import evaluate_classifier
 from toonvision.learning.experiments import ExperimentRecord
 from toonvision.learning.model_files import ModelError, load_classifier, locate_model
 from toonvision.learning.models import create_model
-from toonvision.learning.tasks import is_detector
+from toonvision.learning.tasks import DETECT, is_detector
 from toonvision.learning.training import recipe_note
 from toonvision.serving.prediction import fully_right
 
@@ -205,7 +205,7 @@ class DetectionRun:
     classes: list[Any]
     counts: list[tuple[Any, Any]]  # split, screenshots
     input: str
-    history: Figure
+    history: Figure | None
     evaluated: bool
     judged: Any  # what the evaluation was on
     n_screenshots: Any
@@ -218,6 +218,8 @@ class DetectionRun:
     worst: Figure | None
     detected: list[tuple[str, Figure]]  # held-out screenshots with the detected boxes and their classifications
     detected_threshold: Any  # the score a box needed to be drawn there (predictions.json beside them)
+    shipped: bool = False  # the detector ToonVision ships, judged on this workspace's screenshots
+    weights: str | None = None  # what its training started from (None: random weights)
 
 
 @dataclass(frozen=True)
@@ -365,7 +367,7 @@ def evaluation(ws: Workspace, model_path: Path, title: str, compute: bool) -> Mo
     """A saved model's latest evaluation; with ``compute``, the model is evaluated first when it has none."""
     try:
         located = locate_model(model_path)
-        folder = located.latest_results_dir("evaluate")
+        folder = located.latest_results_dir("evaluate", ws.root)
         if (folder is None or not (folder / "evaluation.json").is_file()) and compute:
             model, task = load_classifier(located)
             judged = evaluate_classifier(ws, located, model, task)
@@ -434,10 +436,39 @@ def training_run(ws: Workspace, folder: Path, compute: bool) -> TrainingRun:
 
 def detection_run(folder: Path, detected: Sequence[Path] = ()) -> DetectionRun:
     """A detector's run folder and its newest evaluation (``toonvision evaluate <run>`` writes it)."""
-    cfg = read_json(folder / "config.json") or {}
-    metrics = read_json(folder / "metrics.json") or {}
-    counts = cfg.get("counts")
     evaluations = sorted(folder.glob("evaluate*/evaluation.json"), key=lambda p: p.stat().st_mtime)
+    cfg, metrics = read_json(folder / "config.json") or {}, read_json(folder / "metrics.json") or {}
+    return _detection(folder, cfg, metrics, evaluations, detected, Figure.at(folder / "history.png"))
+
+
+def shipped_detection(folder: Path) -> DetectionRun:
+    """The evaluation of the detector ToonVision ships (``toonvision evaluate`` of it writes ``folder``), with
+    how it was trained from its model card."""
+    from toonvision.learning.zoo import card
+
+    recorded = card(DETECT) or {}
+    metrics = {"params": recorded.get("parameters")}
+    run = _detection(folder, recorded.get("config", {}), metrics, [folder / "evaluation.json"], (), None)
+    return replace(run, shipped=True, weights=None)
+
+
+def is_shipped_evaluation(folder: Path) -> bool:
+    """Whether ``folder`` is an evaluation of the detector ToonVision ships."""
+    from toonvision.learning.zoo import is_shipped
+
+    ev = read_json(folder / "evaluation.json") or {}
+    return ev.get("task") == DETECT and bool(ev.get("model")) and is_shipped(ev["model"])
+
+
+def _detection(
+    folder: Path,
+    cfg: dict[str, Any],
+    metrics: dict[str, Any],
+    evaluations: Sequence[Path],
+    detected: Sequence[Path],
+    history: Figure | None,
+) -> DetectionRun:
+    counts = cfg.get("counts")
     ev = (read_json(evaluations[-1]) or {}) if evaluations else {}
     per_class = [
         (name, c.get("truths"), c.get("ap50"), c.get("ap50_95"), c.get("recall50"))
@@ -461,7 +492,7 @@ def detection_run(folder: Path, detected: Sequence[Path] = ()) -> DetectionRun:
         list(cfg.get("class_names") or []),
         list(counts.items()) if isinstance(counts, dict) else [],
         f"{cfg.get('input_width', '?')}x{cfg.get('input_height', '?')}",
-        Figure.at(folder / "history.png"),
+        history,
         bool(ev),
         ev.get("screenshots", ""),
         ev.get("n_screenshots"),
@@ -474,6 +505,7 @@ def detection_run(folder: Path, detected: Sequence[Path] = ()) -> DetectionRun:
         Figure.at(where / "worst_screenshots.png") if where else None,
         [(p.name.removesuffix(".detected.png"), Figure.at(p)) for p in detected],
         (read_json(detected[0].parent / "predictions.json") or {}).get("detect_threshold") if detected else None,
+        weights=cfg.get("weights"),
     )
 
 
@@ -587,6 +619,9 @@ def gather(
                     detection_run(extra, detected),
                 )
             )
+        elif is_shipped_evaluation(extra):
+            title = "The detector ToonVision ships, on the same held-out screenshots"
+            sections.append(Section("shipped-detection", title, "detection", shipped_detection(extra)))
         elif (extra / "model.keras").is_file():
             run = training_run(ws, extra, compute)
             title = f"{str(run.task).capitalize()} model: {extra.name}"

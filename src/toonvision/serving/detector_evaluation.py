@@ -97,13 +97,14 @@ def evaluate_detector(
     *,
     top: int = 9,
     on_batch: Callable[[int], None] | None = None,
+    root: Path | None = None,
 ) -> DetectorEvaluation:
     """Run ``detector`` over ``data`` (from :func:`evaluation_set`), compute COCO's AP and rank the ``top`` worst
     screenshots; write evaluation.json into a new results folder of ``source`` (made only once there is
     something to write)."""
     detections = detect_all(detector, data.truths, on_batch=on_batch)
     metrics = evaluate_detections(data.truths, detections, detector.classes)
-    out = source.results_dir("evaluate")
+    out = source.results_dir("evaluate", root)
     write_json(
         out / "evaluation.json",
         {

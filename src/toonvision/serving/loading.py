@@ -1,9 +1,11 @@
-"""Which models a pipeline runs: the ones named, and the workspace's for every task not named.
+"""Which models a pipeline runs: the ones named, the workspace's for every task not named, and the shipped ones.
 
 The workspace's best classifier per task (highest recorded test accuracy) and its newest finished detector are
-the defaults; a model named for a task replaces that task's default only. Where a model found this way has an
-ONNX export beside it, the export runs (ONNX Runtime: the same probabilities to 1e-4, no TensorFlow start-up, a
-thread count of its own); a .keras file named by the caller is what the caller wants, and runs as given.
+the defaults; a model named for a task replaces that task's default only. A task the workspace has no model for
+takes the model ToonVision ships for it (toonvision.learning.zoo), unless ``shipped`` is off. Where a model
+found this way has an ONNX export beside it, the export runs (ONNX Runtime: the same probabilities to 1e-4, no
+TensorFlow start-up, a thread count of its own); a .keras file named by the caller is what the caller wants, and
+runs as given.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from toonvision.data.taxonomy import TASKS
 from toonvision.learning.model_files import ModelError, ModelSource, find_best_models, locate_model, newest_detector
-from toonvision.learning.tasks import is_detector
+from toonvision.learning.tasks import DETECT, is_detector
 from toonvision.serving.thresholds import BOX_SCORE
 
 
@@ -45,11 +47,14 @@ def load_models(
     conf: float = BOX_SCORE,
     threads: int | None = None,
     with_detector: bool = True,
+    shipped: bool = True,
 ) -> tuple[Any | None, dict[str, Any], dict[str, str]]:
-    """The detector (None when the workspace has none and none is named, or without ``with_detector``), the
-    classifiers by task, and the file each came from (task -> path; "detect" for the detector). ModelError
-    names what cannot be loaded."""
+    """The detector (None when the workspace has none, none is named and none ships, or without
+    ``with_detector``), the classifiers by task, and the file each came from (task -> path; "detect" for the
+    detector). With ``shipped``, tasks the workspace has no model for take the package's own. ModelError names
+    what cannot be loaded."""
     from toonvision.learning.backend import configure_threads, quiet_tensorflow
+    from toonvision.learning.zoo import shipped as shipped_model
     from toonvision.serving.detector import Detector
     from toonvision.serving.inference import Classifier
 
@@ -66,6 +71,8 @@ def load_models(
     detector_file = _runnable(detectors[0], as_given) if detectors else None
     if detector_file is None and with_detector and (newest := newest_detector(runs)) is not None:
         detector_file = newest.path
+    if detector_file is None and with_detector and shipped and (ours := shipped_model(DETECT)) is not None:
+        detector_file = ours.path
     if not with_detector:
         detector_file = None
     chosen = [_runnable(s, as_given) for s in named if not finds_boxes(s)]
@@ -86,6 +93,9 @@ def load_models(
             quiet_tensorflow()
             configure_threads(threads)
         classifiers[task], used[task] = Classifier.load(path, threads=threads), str(path)
+    for task in TASKS if shipped else ():
+        if task not in classifiers and (ours := shipped_model(task)) is not None:
+            classifiers[task], used[task] = Classifier.load(ours.path, threads=threads), str(ours.path)
     found = None
     if detector_file is not None:
         found = Detector.load(detector_file, threshold=conf, threads=threads)

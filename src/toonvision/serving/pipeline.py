@@ -317,15 +317,19 @@ class Pipeline:
         conf: float = BOX_SCORE,
         threads: int | None = None,
         with_detector: bool = True,
+        shipped: bool = True,
     ) -> Pipeline:
         """The models of the workspace at ``root``: for each task the best classifier (highest test accuracy)
         and the newest detector, their ONNX exports where there are some; ``models`` (run folders, .keras or
         .onnx files, a detector among them if wished) and ``detector`` replace those of their task, and the
-        workspace fills in the other tasks; ``with_detector=False`` loads classifiers only. ModelError (a
-        ValueError) or FileNotFoundError says what is wrong."""
+        workspace fills in the other tasks, and the models ToonVision ships fill in what the workspace lacks (unless
+        ``shipped=False``); ``with_detector=False`` loads classifiers only. ModelError (a ValueError) or
+        FileNotFoundError says what is wrong."""
         from toonvision.serving.loading import load_models
 
-        found, classifiers, used = load_models(Path(root), list(models), detector, conf, threads, with_detector)
+        found, classifiers, used = load_models(
+            Path(root), list(models), detector, conf, threads, with_detector, shipped
+        )
         return cls(classifiers, found, models=used)
 
     @property

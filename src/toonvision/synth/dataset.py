@@ -15,6 +15,7 @@ import io
 import json
 import multiprocessing
 import os
+import random
 import re
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -26,7 +27,7 @@ from toonvision.data.annotations import Annotation, AnnotationError, read_voc, v
 from toonvision.data.files import create_exclusive, remove_stale_tmp, write_text_atomic
 from toonvision.data.taxonomy import ANIMALS, SUITS, all_labels
 from toonvision.data.workspace import Workspace
-from toonvision.synth.scene import Realism, street_for
+from toonvision.synth.scene import Conditions, Realism, street_for
 
 PNG_LEVEL = 3  # zlib level: fixed, so bytes are reproducible; 3 is a good speed/size trade-off here
 INDEX_DIGITS = 5
@@ -106,6 +107,7 @@ class SynthConfig:
     yolo: bool = False
     masks: bool = False
     realism: Realism = field(default_factory=Realism)
+    conditions: Conditions = field(default_factory=Conditions)
 
     @classmethod
     def from_preset(cls, name: str = "seed", **overrides: object) -> SynthConfig:
@@ -118,8 +120,19 @@ class SynthConfig:
     def stem(self, index: int) -> str:
         return f"{street_for(self.seed, index)}_{index:0{INDEX_DIGITS}d}"
 
+    def validate(self) -> SynthConfig:
+        """The configuration, or ValueError saying which setting cannot be."""
+        self.conditions.validate()
+        if self.masks and self.conditions.interface:
+            raise ValueError(
+                "--masks and --interface do not go together: the masks would show what the interface hides"
+            )
+        return self
+
     def fingerprint(self) -> dict:
         d = asdict(self)
+        if self.conditions.is_default:
+            d.pop("conditions")  # the world as it always was: workspaces rendered before these settings match
         d["weights"] = {k: v for k, v in sorted(self.weights.items())}
         d.pop("screenshots")
         d.pop("yolo")
@@ -239,23 +252,33 @@ def render_files(
 
     ``png_path`` is the absolute path the XML records (default: ``t.png`` resolved here); a process on
     another machine is given the driver's, so the XML comes out as if the driver had rendered it."""
-    res = renderer.render_index(cfg.seed, index, dict(cfg.weights), cfg.realism)
+    res = renderer.render_index(cfg.seed, index, dict(cfg.weights), cfg.realism, conditions=cfg.conditions)
+    image, boxes = res.image, res.boxes
+    if cfg.conditions.interface:
+        from toonvision.synth.interface import draw_interface
+
+        # Its own stream: the street's draws stay the same with and without the interface.
+        image, boxes = draw_interface(image, boxes, random.Random(f"toonvision-synth/{cfg.seed}/{index}/interface"))
+    if cfg.conditions.jpeg is not None:
+        from toonvision.synth.interface import jpeg_roundtrip
+
+        image = jpeg_roundtrip(image, cfg.conditions.jpeg)
     ann = Annotation(
         filename=t.png.name,
         width=cfg.width,
         height=cfg.height,
         depth=3,
-        boxes=res.boxes,
+        boxes=boxes,
         folder=t.png.parent.name,
         path=png_path or str(t.png.resolve()),
     )
-    files: dict[Path, bytes] = {t.png: encode_png(res.image)}
+    files: dict[Path, bytes] = {t.png: encode_png(image)}
     if t.mask is not None:
         files[t.mask] = encode_png(res.mask())
     if t.yolo is not None:
         files[t.yolo] = yolo_text(ann, yolo_classes()).encode("utf-8")
     files[t.xml] = voc_bytes(ann)
-    return files, Counter(b.name for b in res.boxes)
+    return files, Counter(b.name for b in boxes)
 
 
 def write_files(files: dict[Path, bytes]) -> list[str]:

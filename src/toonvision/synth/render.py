@@ -26,7 +26,7 @@ import numpy as np
 
 from toonvision.data.annotations import Box, labelimg_truncated
 from toonvision.data.taxonomy import STREET_SHORTS, Label
-from toonvision.synth.scene import Realism, ScenePlan, child, label_sampler, plan_scene, screenshot_rng
+from toonvision.synth.scene import Conditions, Realism, ScenePlan, child, label_sampler, plan_scene, screenshot_rng
 
 ID_STEP = 8  # each ID channel moves in steps of 8 so that TinyPanda's +-1 colour rounding cannot confuse IDs
 
@@ -212,12 +212,13 @@ class Renderer:
         weights: dict[str, float],
         realism: Realism | None = None,
         rules: LabelRules | None = None,
+        conditions: Conditions | None = None,
     ) -> RenderResult:
         from panda3d.core import NodePath
 
         from toonvision.synth.world import build_world
 
-        realism = realism or Realism()
+        realism, conditions = realism or Realism(), conditions or Conditions()
         rules = rules or LabelRules()
         rng = screenshot_rng(seed, index)
         street = STREET_SHORTS[rng.randrange(len(STREET_SHORTS))]
@@ -229,8 +230,8 @@ class Renderer:
         # Lights and fog live on ``scene``; the ID pass overrides them on ``content`` and clears that after.
         content = scene.attachNewNode("content")
         try:
-            world = build_world(content, street, child(rng), lights_on=scene)
-            plan = plan_scene(world, child(rng), labels, w, realism, self.width / self.height)
+            world = build_world(content, street, child(rng), lights_on=scene, time_of_day=conditions.time_of_day)
+            plan = plan_scene(world, child(rng), labels, w, realism, self.width / self.height, conditions)
             post_rng = child(rng)
             return self._render_plan(content, world, plan, rules, post_rng)
         finally:
@@ -257,7 +258,7 @@ class Renderer:
         self.camera.lookAt(*cam.look_at)
         self.lens.setFov(cam.fov)
         self.lens.setAspectRatio(self.width / self.height)
-        result = self.render_entities(scene, world.root, entities, world.style.sky, rules)
+        result = self.render_entities(scene, world.root, entities, world.sky or world.style.sky, rules)
         result.street, result.mode = plan.street, plan.mode
         for inst, ep in zip(result.instances, plan.entities, strict=True):
             inst.occluder = ep.occluder

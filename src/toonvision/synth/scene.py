@@ -34,6 +34,38 @@ class Realism:
     modes: tuple[float, float, float] = (0.5, 0.3, 0.2)  # portrait, battle, crowd
 
 
+TIMES_OF_DAY = ("day", "dusk", "night")
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """How the world is seen: the camera, the light, the game's interface over it, compression. The defaults are
+    the world ToonVision's shipped models were trained on; anything else renders a shifted world, to measure
+    how models carry over and how fine-tuning helps. Same seed and conditions, same bytes."""
+
+    fov: tuple[float, float] = (46.0, 62.0)  # horizontal field of view, degrees, drawn per screenshot
+    camera_height: float = 1.0  # every camera height scaled by this (2: a camera twice as high)
+    time_of_day: str = "day"  # day, dusk or night: the light's strength and colour
+    interface: bool = False  # the game's interface drawn over the street (synth.interface)
+    jpeg: int | None = None  # JPEG quality the screenshot went through (None: lossless PNG)
+
+    def validate(self) -> Conditions:
+        low, high = self.fov
+        if not 10 <= low <= high <= 120:
+            raise ValueError(f"field of view must be MIN-MAX degrees within 10-120, got {low:g}-{high:g}")
+        if not 0.25 <= self.camera_height <= 4:
+            raise ValueError(f"camera height must be a factor within 0.25-4, got {self.camera_height:g}")
+        if self.time_of_day not in TIMES_OF_DAY:
+            raise ValueError(f"time of day must be one of {', '.join(TIMES_OF_DAY)}, got {self.time_of_day!r}")
+        if self.jpeg is not None and not 5 <= self.jpeg <= 100:
+            raise ValueError(f"JPEG quality must be within 5-100, got {self.jpeg}")
+        return self
+
+    @property
+    def is_default(self) -> bool:
+        return self == Conditions()
+
+
 def screenshot_rng(seed: int, index: int) -> random.Random:
     # String seeding hashes with SHA-512: stable across Python versions and platforms.
     return random.Random(f"toonvision-synth/{seed}/{index}")
@@ -118,8 +150,15 @@ def _free_spot(
 
 
 def plan_scene(
-    world: World, rng: random.Random, labels: list[Label], weights: list[float], realism: Realism, aspect: float
+    world: World,
+    rng: random.Random,
+    labels: list[Label],
+    weights: list[float],
+    realism: Realism,
+    aspect: float,
+    conditions: Conditions | None = None,
 ) -> ScenePlan:
+    conditions = conditions or Conditions()
     mode = rng.choices(MODES, realism.modes)[0]
     if mode == "portrait":
         count = 1 + rng.choices((0, 1, 2), (0.55, 0.3, 0.15))[0]
@@ -175,7 +214,7 @@ def plan_scene(
         extent = 0.0 if mode == "portrait" else spread
 
     # --- camera ---
-    fov = rng.uniform(46, 62)
+    fov = rng.uniform(*conditions.fov)
     vfov = 2 * math.degrees(math.atan(math.tan(math.radians(fov / 2)) / aspect))
     tan_half = math.tan(math.radians(vfov / 2))
     if mode == "portrait":
@@ -198,6 +237,7 @@ def plan_scene(
         yaw = rng.uniform(0, 2 * math.pi)
         # High cameras look down at most ~35 degrees, as ToonTown's camera does; not straight onto heads.
         cz = rng.uniform(5.0, max(5.0, min(16.0, look_z + dist * 0.57))) if high else rng.uniform(2.6, 4.6)
+        cz *= conditions.camera_height
         horiz = math.sqrt(max(dist**2 - (cz - look_z) ** 2, (0.5 * dist) ** 2))
         px_, py_ = target[0] + horiz * math.cos(yaw), target[1] + horiz * math.sin(yaw)
         if abs(py_) > world.facade_y - 0.6:
@@ -210,7 +250,11 @@ def plan_scene(
         break
     if cam is None:
         # Every direction hits a wall: look along the street instead.
-        cam = (target[0] + dist, max(-world.facade_y + 1, min(world.facade_y - 1, target[1])), 3.5)
+        cam = (
+            target[0] + dist,
+            max(-world.facade_y + 1, min(world.facade_y - 1, target[1])),
+            3.5 * conditions.camera_height,
+        )
     # Aim off-centre so subjects are not always in the middle of the frame.
     right = (-(target[1] - cam[1]), target[0] - cam[0])
     norm = math.hypot(*right) or 1.0

@@ -27,6 +27,7 @@ class World:
     facade_y: float
     sidewalk_z: float
     props: list[tuple[float, float, float]] = field(default_factory=list)  # (x, y, radius) of standing props
+    sky: RGB | None = None  # the sky at this time of day (None: the street's own)
 
     def ground_z(self, y: float) -> float:
         return self.sidewalk_z if abs(y) > self.road_half else 0.0
@@ -35,8 +36,11 @@ class World:
         return all((x - px) ** 2 + (y - py) ** 2 > (radius + pr) ** 2 for px, py, pr in self.props)
 
 
-def build_world(parent: NodePath, street: str, rng: random.Random, *, lights_on: NodePath | None = None) -> World:
-    """Build ``street`` under ``parent``; its lights and fog go on ``lights_on`` (default ``parent``)."""
+def build_world(
+    parent: NodePath, street: str, rng: random.Random, *, lights_on: NodePath | None = None, time_of_day: str = "day"
+) -> World:
+    """Build ``street`` under ``parent``; its lights and fog (at ``time_of_day``) go on ``lights_on`` (default
+    ``parent``)."""
     style = STREET_STYLES[street]
     root = parent.attachNewNode(f"street-{street}")
     road_half = rng.uniform(6.5, 10.0)
@@ -59,9 +63,15 @@ def build_world(parent: NodePath, street: str, rng: random.Random, *, lights_on:
             shade(style.sidewalk, 0.8),
         )
         _facades(root, style, s, facade_y, rng)
-    world = World(street, style, root, road_half, facade_y, sidewalk_z)
+    ambient, _, colour = TIME_OF_DAY[time_of_day]
+    sky = (
+        None
+        if time_of_day == "day"
+        else tuple(min(1.0, c * k * ambient) for c, k in zip(style.sky, colour, strict=True))
+    )
+    world = World(street, style, root, road_half, facade_y, sidewalk_z, sky=sky)
     _props(world, rng)
-    apply_lighting(style, parent if lights_on is None else lights_on, rng)
+    apply_lighting(style, parent if lights_on is None else lights_on, rng, time_of_day)
     return world
 
 
@@ -195,18 +205,35 @@ def white_material() -> Material:
     return mat
 
 
-def apply_lighting(style: StreetStyle, scene: NodePath, rng: random.Random) -> None:
+# Light at other times of day, as factors of the street's own: ambient, sun, and a colour over both.
+TIME_OF_DAY: dict[str, tuple[float, float, RGB]] = {
+    "day": (1.0, 1.0, (1.0, 1.0, 1.0)),
+    "dusk": (0.75, 0.55, (1.12, 0.84, 0.66)),
+    "night": (0.45, 0.2, (0.68, 0.78, 1.15)),
+}
+
+
+def apply_lighting(style: StreetStyle, scene: NodePath, rng: random.Random, time_of_day: str = "day") -> None:
     """Ambient + sun + fog for ``style`` on ``scene``, varied per screenshot (time of day, weather)."""
     scene.setMaterial(white_material())
     # Time-of-day and weather variety: the same street under brighter, dimmer, warmer or cooler light.
-    ambient = style.ambient * rng.uniform(0.8, 1.2)
-    tint: RGB = (rng.uniform(0.92, 1.05), rng.uniform(0.92, 1.03), rng.uniform(0.92, 1.05))
+    ambient_factor, sun_factor, colour = TIME_OF_DAY[time_of_day]
+    ambient = style.ambient * rng.uniform(0.8, 1.2) * ambient_factor
+    drawn = (rng.uniform(0.92, 1.05), rng.uniform(0.92, 1.03), rng.uniform(0.92, 1.05))
+    tint: RGB = (drawn[0] * colour[0], drawn[1] * colour[1], drawn[2] * colour[2])
     amb = AmbientLight("ambient")
     amb.setColor((ambient * tint[0], ambient * tint[1], ambient * tint[2], 1))
     amb_np = scene.attachNewNode(amb)
     sun = DirectionalLight("sun")
-    strength = style.sun_strength * rng.uniform(0.75, 1.25)
-    sun.setColor((style.sun[0] * strength, style.sun[1] * strength, style.sun[2] * strength, 1))
+    strength = style.sun_strength * rng.uniform(0.75, 1.25) * sun_factor
+    sun.setColor(
+        (
+            style.sun[0] * strength * colour[0],
+            style.sun[1] * strength * colour[1],
+            style.sun[2] * strength * colour[2],
+            1,
+        )
+    )
     sun_np = scene.attachNewNode(sun)
     sun_np.setHpr(rng.uniform(0, 360), rng.uniform(-75, -25), 0)
     scene.setLight(amb_np)

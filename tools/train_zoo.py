@@ -1,0 +1,330 @@
+"""Retrain the models ToonVision ships, from nothing, with fixed seeds: render, train, judge, card, install.
+
+    python tools/train_zoo.py                      # everything, into ~/.cache/toonvision-zoo (resumes)
+    python tools/train_zoo.py --install            # ... and copy the models and cards into the package
+    python tools/train_zoo.py --quick --root /tmp/zoo-quick   # a smoke run of the same steps, minutes long
+
+Every step is a `toonvision` command a user could type (printed as it runs and recorded in the model cards) and
+is skipped when its output exists, so the same command after a stop picks up where it was; the detector's
+training continues with `train --resume`. The held-out screenshots are rendered with a seed no training set
+uses, and each card records its model's figures on them: COCO AP for the detector (as `evaluate` computes it),
+accuracy for the classifiers (through ONNX Runtime, as the package runs them).
+
+The package's models (src/toonvision/learning/pretrained/) change only with --install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE_ZOO = REPO / "src" / "toonvision" / "learning" / "pretrained"
+VERSION = 1
+HELD_OUT_SEED = 900_000  # no training set is rendered from it (benchmarks/detect_quality.py uses it too)
+
+
+class Recipe:
+    """The data and training settings of one zoo, full size or --quick."""
+
+    def __init__(self, quick: bool) -> None:
+        self.preset = "balanced"  # every Cog name and Toon animal about equally often: the name and animal tasks
+        self.train_screenshots, self.held_out = (120, 40) if quick else (2000, 300)
+        self.train_seed = 1
+        self.detect = ["--imgsz", "640", "--epochs", "2" if quick else "25", "--seed", "0", "--split-seed", "0"]
+        epochs = "2" if quick else "25"
+        self.classifiers = {
+            # The article's model where it is enough; the batch-normalised GAP network for the fine-grained
+            # tasks, with augmentation, since they have ~40 training crops per class.
+            "binary": ["--model", "small_convnet", "--epochs", epochs],
+            "suit": ["--model", "small_convnet", "--epochs", epochs],
+            "name": ["--model", "gap_convnet", "--augment", "--epochs", epochs],
+            "animal": ["--model", "gap_convnet", "--augment", "--epochs", epochs],
+        }
+
+
+def toonvision(*args: str, log: Path) -> float:
+    """Run one toonvision command (output appended to ``log``); returns its seconds, exits on failure."""
+    shown = "toonvision " + " ".join(args)
+    print(f"$ {shown}", flush=True)
+    start = time.perf_counter()
+    with log.open("a") as out:
+        out.write(f"\n$ {shown}\n")
+        out.flush()
+        done = subprocess.run([sys.executable, "-m", "toonvision.cli", *args], stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        sys.exit(f"failed ({done.returncode}): {shown}; see {log}")
+    return time.perf_counter() - start
+
+
+class State:
+    """What has been done: the commands run and their seconds, kept in <root>/zoo.json between runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.is_file() else {"steps": {}}
+
+    def done(self, step: str) -> bool:
+        return step in self.data["steps"]
+
+    def record(self, step: str, commands: list[str], seconds: float) -> None:
+        before = self.data["steps"].get(step, {"seconds": 0.0})
+        self.data["steps"][step] = {"commands": commands, "seconds": before["seconds"] + seconds}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2))
+        tmp.replace(self.path)
+
+    def commands(self, *steps: str) -> list[str]:
+        return [c for s in steps for c in self.data["steps"].get(s, {}).get("commands", [])]
+
+
+def step(state: State, name: str, commands: list[list[str]], log: Path) -> None:
+    if state.done(name):
+        print(f"done already: {name}")
+        return
+    seconds = sum(toonvision(*c, log=log) for c in commands)
+    state.record(name, ["toonvision " + " ".join(c) for c in commands], seconds)
+
+
+def train_detector(state: State, root: Path, recipe: Recipe, log: Path) -> Path:
+    """The detector's training, continued with --resume where a stopped run left it."""
+    run = root / "train" / "runs" / "train" / "detect-zoo"
+    command = ["train", "--root", str(root / "train"), "--task", "detect", *recipe.detect, "--name", "zoo"]
+    if not state.done("detect"):
+        if (run / "model.keras").is_file():
+            sys.exit(f"{run} holds a finished detector that {state.path} does not know: move it away")
+        resume = ["--resume"] if (run / "progress.json").is_file() else []
+        seconds = toonvision(*command, *resume, log=log)
+        state.record("detect", ["toonvision " + " ".join(command)], seconds)
+    return run
+
+
+def held_out_classifier(onnx: Path, root: Path, task: str) -> dict:
+    """Accuracy of an exported classifier on the held-out workspace's crops of its task, per class too."""
+    import numpy as np
+
+    from toonvision import Classifier
+    from toonvision.data.samples import find_samples, task_samples
+    from toonvision.data.taxonomy import task_classes
+
+    clf = Classifier.load(onnx, threads=2)
+    classes = task_classes(task)
+    pairs = task_samples(find_samples(_workspace(root)), task)
+    samples = [sample for sample, _ in pairs]
+    truth = np.array([index for _, index in pairs])
+    found = []
+    for start in range(0, len(samples), 256):
+        found += [classes.index(r.label) for r in clf.predict([s.path for s in samples[start : start + 256]])]
+    found = np.array(found)
+    per_class = {
+        c: {"n": int((truth == i).sum()), "accuracy": float((found[truth == i] == i).mean())}
+        for i, c in enumerate(classes)
+        if (truth == i).any()
+    }
+    return {"n": len(samples), "accuracy": float((found == truth).mean()), "per_class": per_class}
+
+
+def _workspace(root: Path):
+    from toonvision.data.workspace import Workspace
+
+    return Workspace(root)
+
+
+def machine() -> dict:
+    import tensorflow as tf
+
+    cpu = platform.processor()
+    with contextlib.suppress(OSError, StopIteration):  # not Linux: platform's word is all there is
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+    }
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def data_counts(root: Path) -> dict:
+    from toonvision.data.detection import load_detection_set
+
+    truths = load_detection_set([_workspace(root).screenshots]).truths
+    return {"screenshots": len(truths), "boxes": sum(len(t.boxes) for t in truths)}
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def write_card(out: Path, task: str, card: dict) -> None:
+    (out / f"{task}.json").write_text(json.dumps(card, indent=2) + "\n")
+    held = card["held_out"]
+    lines = [
+        f"# ToonVision's shipped {task} model (version {card['version']})",
+        "",
+        f"- Architecture: {card['config']['model']}, {card['parameters']:,} parameters.",
+        f"- Data: the `{card['data']['preset']}` preset rendered by `toonvision synth` with seed "
+        f"{card['data']['seed']}: {card['data']['screenshots']} screenshots, {card['data']['boxes']} boxes; "
+        f"split {card['data']['split']}.",
+        f"- Trained in {card['training']['seconds'] / 60:.1f} min on {card['training']['machine']['cores']} CPU cores "
+        f"({card['training']['machine']['cpu']}), {card['trained_at']}.",
+        f"- Held out: {held['screenshots']} screenshots rendered with seed {HELD_OUT_SEED}, never trained on.",
+    ]
+    if task == "detect":
+        lines += [
+            f"- AP50 {held['ap50']:.3f}, AP50:95 {held['ap']:.3f} (pycocotools, as `toonvision evaluate` computes it).",
+            "",
+            "| class | boxes | AP50 | AP50:95 |",
+            "|---|---|---|---|",
+            *(
+                f"| {n} | {c['truths']} | {_figure(c['ap50'])} | {_figure(c['ap'])} |"
+                for n, c in held["per_class"].items()
+            ),
+            "",
+            "| box height at 720 px | boxes | AP50 | AP50:95 |",
+            "|---|---|---|---|",
+            *(
+                f"| {b['height']} ({n}) | {b['truths']} | {_figure(b['ap50'])} | {_figure(b['ap'])} |"
+                for n, b in held["by_size"].items()
+            ),
+        ]
+    else:
+        lines += [
+            f"- Accuracy {held['accuracy']:.3f} on {held['n']} held-out crops.",
+            "",
+            "| class | crops | accuracy |",
+            "|---|---|---|",
+            *(f"| {c} | {v['n']} | {v['accuracy']:.3f} |" for c, v in held["per_class"].items()),
+        ]
+    lines += ["", "Made by `python tools/train_zoo.py --install` (`<root>`: its --root), which ran:", "", "```"]
+    lines += [*card["recipe"], "```", ""]
+    (out / f"{task}.md").write_text("\n".join(lines))
+
+
+def stripped_keras(run_model: Path, into: Path) -> None:
+    """The trained model without its optimizer state: what fine-tuning needs, at a third of the size."""
+    from toonvision.learning.model_files import load_keras_model
+    from toonvision.learning.training import save_model
+
+    save_model(load_keras_model(run_model), into)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path.home() / ".cache" / "toonvision-zoo")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 120 screenshots, 2 epochs")
+    parser.add_argument("--install", action="store_true", help="copy the models and cards into the package")
+    args = parser.parse_args()
+    root, recipe = args.root.expanduser().resolve(), Recipe(args.quick)
+    root.mkdir(parents=True, exist_ok=True)
+    state, log = State(root / "zoo.json"), root / "zoo.log"
+    train, held = root / "train", root / "held-out"
+    print(f"zoo: root={root} quick={args.quick} log={log}")
+
+    render = ["synth", "--preset", recipe.preset]
+    step(state, "render", [[*render, "--root", str(train), "-n", str(recipe.train_screenshots), "--seed", "1"]], log)
+    held_command = [*render, "--root", str(held), "-n", str(recipe.held_out), "--seed", str(HELD_OUT_SEED)]
+    step(state, "render-held-out", [held_command], log)
+    detector_run = train_detector(state, root, recipe, log)
+    step(state, "extract", [["extract", "--root", str(train)], ["extract", "--root", str(held)]], log)
+    runs = {"detect": detector_run}
+    for task, options in recipe.classifiers.items():
+        command = ["train", "--root", str(train), "--task", task, *options, "--seed", "0", "--split-seed", "0"]
+        step(state, task, [[*command, "--name", "zoo"]], log)
+        runs[task] = train / "runs" / "train" / f"{task}-zoo"
+    for task, run in runs.items():
+        step(state, f"export-{task}", [["export", str(run), "--root", str(train)]], log)
+    held_screens = held / "raw" / "screenshots"
+    judge = ["evaluate", str(detector_run), "--root", str(train), "--screenshots", str(held_screens)]
+    step(state, "evaluate-detect", [judge], log)
+
+    out = root / "zoo"
+    out.mkdir(exist_ok=True)
+    made = machine()
+    train_data, held_data = data_counts(train), data_counts(held)
+    for task, run in runs.items():
+        config = json.loads((run / "config.json").read_text())
+        if task == "detect":
+            evaluation = sorted((run / "evaluate").glob("**/evaluation.json"), key=lambda p: p.stat().st_mtime)[-1]
+            figures = json.loads(evaluation.read_text())
+            held_out = {
+                "screenshots": figures["n_screenshots"],
+                "ap50": figures["ap50"],
+                "ap": figures["ap50_95"],
+                "per_class": {
+                    name: {"ap50": c["ap50"], "ap": c["ap50_95"], "truths": c.get("truths")}
+                    for name, c in figures["per_class"].items()
+                },
+                "by_size": {
+                    name: {
+                        "ap50": b["ap50"],
+                        "ap": b["ap50_95"],
+                        "truths": b["truths"],
+                        "height": b["height_px_at_720"],
+                    }
+                    for name, b in figures["by_size"].items()
+                },
+            }
+            steps = ("render", "render-held-out", "detect", "export-detect", "evaluate-detect")
+        else:
+            held_out = {"screenshots": held_data["screenshots"], **held_out_classifier(run / "model.onnx", held, task)}
+            steps = ("render", "render-held-out", "extract", task, f"export-{task}")
+        shutil.copyfile(run / "model.onnx", out / f"{task}.onnx")
+        stripped_keras(run / "model.keras", out / f"{task}.keras")
+        metrics = json.loads((run / "metrics.json").read_text())
+        card = {
+            "task": task,
+            "version": VERSION,
+            "trained_at": datetime.now(UTC).strftime("%Y-%m-%d"),
+            "parameters": metrics.get("params"),
+            "config": config,
+            "data": {
+                "preset": recipe.preset,
+                "seed": recipe.train_seed,
+                **train_data,
+                "split": config.get("split"),
+                "counts": config.get("counts"),
+            },
+            # The root as the recipe's default spells it, so that the card reads the same on every machine.
+            "recipe": [c.replace(str(root), "<root>") for c in state.commands(*steps)],
+            "training": {"seconds": metrics.get("seconds"), "machine": made},
+            "held_out": {"seed": HELD_OUT_SEED, **held_out},
+            "files": {
+                suffix: {"sha256": sha256(out / f"{task}{suffix}"), "bytes": (out / f"{task}{suffix}").stat().st_size}
+                for suffix in (".onnx", ".keras")
+            },
+        }
+        write_card(out, task, card)
+        figure = f"AP50 {held_out['ap50']:.3f}" if task == "detect" else f"accuracy {held_out['accuracy']:.3f}"
+        print(f"{task}: {figure} on held-out; card {out / f'{task}.md'}")
+    total = sum(p.stat().st_size for p in out.iterdir())
+    print(f"zoo in {out}: {total / 1e6:.1f} MB")
+    if args.install:
+        PACKAGE_ZOO.mkdir(exist_ok=True)
+        for path in sorted(out.iterdir()):
+            shutil.copyfile(path, PACKAGE_ZOO / path.name)
+        print(f"installed into {PACKAGE_ZOO}")
+
+
+if __name__ == "__main__":
+    main()
