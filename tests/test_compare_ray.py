@@ -19,9 +19,11 @@ import ray
 from conftest import run_cli, toy_crops
 from toonvision.learning.training import TrainConfig
 
-# make test runs the suite on two xdist workers: these tests of Ray run on one, one at a time (the demo test,
-# whose compare starts a private Ray, may run beside them on the other).
+# make test runs the suite on two xdist workers: the tests whose workers crash on purpose share this test
+# process's Ray (group "ray"); those of which Ray compare uses start their own in child processes, as users'
+# commands do, and run one at a time beside the others (group "ray-cluster"), as the demo test's compare does.
 pytestmark = pytest.mark.xdist_group("ray")
+ray_cluster = pytest.mark.xdist_group("ray-cluster")
 
 
 def crash_a_run_in_worker() -> None:
@@ -159,6 +161,7 @@ def _compare(ws, name: str, *extra: str, env: dict[str, str] | None = None) -> s
     return run_cli("compare", "--root", str(ws.root), *SMALL, "--name", name, *extra, env=env)
 
 
+@ray_cluster
 def test_compare_starts_its_own_ray_whatever_the_machine_says(ws, ray_tmp):
     toy_crops(ws, per_label=6)
     # A cluster that died and left its address behind, where a bare ray.init() looks for one ...
@@ -170,6 +173,7 @@ def test_compare_starts_its_own_ray_whatever_the_machine_says(ws, ray_tmp):
     assert (ws.runs / "compare" / "stale" / "results" / "run0000_baseline.json").is_file()
 
 
+@ray_cluster
 def test_compare_beside_a_running_ray_start(ws, ray_tmp):
     """A real `ray start --head` on this machine, of the test's own (its own temporary folder and ports), stopped
     by ending its own processes only: compare starts a private Ray beside it, and joins it with --address."""
@@ -230,6 +234,7 @@ def _one_error_line(result: subprocess.CompletedProcess, address: str) -> str:
     return line
 
 
+@ray_cluster
 def test_compare_gives_up_quickly_where_nothing_listens(ws):
     toy_crops(ws, per_label=6)
     for address in (f"127.0.0.1:{_free_port()}", f"ray://127.0.0.1:{_free_port()}"):
@@ -239,6 +244,7 @@ def test_compare_gives_up_quickly_where_nothing_listens(ws):
         assert seconds < 30
 
 
+@ray_cluster
 def test_compare_gives_up_where_nothing_answers(ws):
     from toonvision.learning.experiments import CONNECT_SECONDS
 
@@ -256,6 +262,7 @@ def test_compare_gives_up_where_nothing_answers(ws):
     assert CONNECT_SECONDS <= seconds < 35
 
 
+@ray_cluster
 def test_compare_gives_up_where_something_else_listens(ws):
     """The connection is taken but nobody speaks Ray (a proxy, another server): Ray's own wait, bounded."""
     toy_crops(ws, per_label=6)

@@ -182,7 +182,10 @@ def test_ctrl_c_stops_with_a_summary_and_exit_code_0(trained, shots):
         assert json.loads(first)["frame"] == 0
         time.sleep(0.5)
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
+        # Read through the same buffered files readline used: communicate() reads the pipes' descriptors and
+        # would miss the lines readline had already buffered (a loaded machine writes several before it runs).
+        out, err = process.stdout.read(), process.stderr.read()
+        process.wait(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import typer
 
 from toonvision.cli import annotate, data, demo, interpretation, learning, report, review, serving, synth, watch
-from toonvision.cli.common import fail
+from toonvision.cli.common import fail, reflow
 
 app = typer.Typer(
     name="toonvision",
@@ -52,7 +52,7 @@ VERBS = (
     demo.demo,
 )
 for verb in VERBS:
-    app.command(verb.__name__)(verb)
+    app.command(verb.__name__, help=reflow(verb.__doc__))(verb)
 
 
 def main() -> None:

@@ -148,3 +148,20 @@ def shipped_note(models: dict[str, str], out: Console = console) -> None:
     ours = [task for task, path in models.items() if is_shipped(path)]
     if ours:
         out.print(f"using the models ToonVision ships for: {', '.join(ours)} (the workspace has none of its own)")
+
+
+def reflow(doc: str | None) -> str | None:
+    """A verb's docstring for --help: the lines of each paragraph joined, so that the terminal wraps them at its
+    own width (typer's rich mode keeps every line break). Indented lines (lists, commands) keep theirs."""
+    if not doc:
+        return doc
+    import inspect
+
+    paragraphs = []
+    for paragraph in inspect.cleandoc(doc).split("\n\n"):
+        lines = paragraph.splitlines()
+        if any(line.startswith(" ") for line in lines):
+            paragraphs.append(paragraph)
+        else:
+            paragraphs.append(" ".join(line.strip() for line in lines))
+    return "\n\n".join(paragraphs)

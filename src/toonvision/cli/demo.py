@@ -129,8 +129,9 @@ def demo(
     Renders the seed preset (about 650 crops shaped like the spec's data), extracts, splits and plots it,
     compares the article's baseline, what its code ran for its optimized model (article) and what it meant
     (optimized, with augmentation) over re-split runs, evaluates the best model, trains the suit, name and
-    animal models, explains what the models look at, predicts on screenshots no model has seen, and writes the
-    report. Finished stages are skipped when run again with the same settings.
+    animal models, explains what the models look at, fine-tunes a detector from the one ToonVision ships and
+    judges both on held-out screenshots, predicts on screenshots no model has seen, and writes the report.
+    Finished stages are skipped when run again with the same settings.
     """
     from toonvision.cli.data import run_extract, run_split, run_stats
     from toonvision.cli.interpretation import make_explainer, run_explanations

@@ -34,18 +34,32 @@ if TYPE_CHECKING:
 ZOO_DIR = SHIPPED_DIR
 PRETRAINED = "pretrained"  # what --weights takes for the shipped model of the task
 ZOO_TASKS: tuple[str, ...] = (DETECT, *TASKS)
+ZOO_VERSION = 1  # the cards this ToonVision reads; tools/train_zoo.py writes it
+RETRAIN = "reinstall ToonVision, or retrain the shipped models with: python tools/train_zoo.py --install"
 
 
-def card(task: str, folder: Path = ZOO_DIR) -> dict[str, Any] | None:
-    """The model card of the shipped ``task`` model, or None when the package ships none."""
-    path = folder / f"{task}.json"
+def card(task: str, folder: Path | None = None) -> dict[str, Any] | None:
+    """The model card of the shipped ``task`` model, or None when the package ships none; ModelError for a card
+    that cannot be read or comes from another version of the recipe."""
+    path = (folder or ZOO_DIR) / f"{task}.json"
     if not path.is_file():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        version, config = recorded["version"], recorded["config"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"the card of the shipped {task} model ({path}) cannot be read ({exc}): {RETRAIN}") from None
+    if version != ZOO_VERSION or not isinstance(config, dict):
+        raise ModelError(
+            f"the shipped {task} model is of version {version} and this ToonVision reads version {ZOO_VERSION}: "
+            f"{RETRAIN}"
+        )
+    return recorded
 
 
-def shipped(task: str, suffix: str = ".onnx", folder: Path = ZOO_DIR) -> ModelSource | None:
+def shipped(task: str, suffix: str = ".onnx", folder: Path | None = None) -> ModelSource | None:
     """The shipped model of ``task`` (its ``suffix`` file), with what its card recorded; None when not shipped."""
+    folder = folder or ZOO_DIR
     path = folder / f"{task}{suffix}"
     recorded = card(task, folder)
     if not path.is_file() or recorded is None:
@@ -53,14 +67,14 @@ def shipped(task: str, suffix: str = ".onnx", folder: Path = ZOO_DIR) -> ModelSo
     return ModelSource(path, "shipped", dict(recorded["config"]), None, dict(recorded.get("held_out", {})))
 
 
-def shipped_tasks(folder: Path = ZOO_DIR) -> list[str]:
+def shipped_tasks(folder: Path | None = None) -> list[str]:
     """The tasks the package ships a model for, in pipeline order."""
     return [task for task in ZOO_TASKS if shipped(task, folder=folder) is not None]
 
 
 def is_shipped(path: str | Path) -> bool:
     """Whether ``path`` is one of the package's own models."""
-    return Path(path).resolve().parent == ZOO_DIR.resolve()
+    return Path(path).resolve().parent == ZOO_DIR.resolve()  # read when called: tests point it elsewhere
 
 
 # --- fine-tuning: where a training run starts from ---

@@ -10,14 +10,24 @@ runs as given.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from toonvision.data.taxonomy import TASKS
+from toonvision.learning.cluster import first_line
 from toonvision.learning.model_files import ModelError, ModelSource, find_best_models, locate_model, newest_detector
 from toonvision.learning.tasks import DETECT, is_detector
+from toonvision.learning.zoo import RETRAIN
 from toonvision.serving.thresholds import BOX_SCORE
+
+
+def _shipped(task: str, load: Callable[[], Any]) -> Any:
+    """A shipped model, loaded; ModelError saying how to get it back when its file is damaged."""
+    try:
+        return load()
+    except Exception as exc:  # ONNX Runtime, Keras and the metadata each fail their own way: all mean "damaged"
+        raise ModelError(f"the {task} model ToonVision ships cannot be loaded ({first_line(exc)}): {RETRAIN}") from None
 
 
 def finds_boxes(source: ModelSource) -> bool:
@@ -54,6 +64,7 @@ def load_models(
     detector). With ``shipped``, tasks the workspace has no model for take the package's own. ModelError names
     what cannot be loaded."""
     from toonvision.learning.backend import configure_threads, quiet_tensorflow
+    from toonvision.learning.zoo import is_shipped
     from toonvision.learning.zoo import shipped as shipped_model
     from toonvision.serving.detector import Detector
     from toonvision.serving.inference import Classifier
@@ -95,9 +106,14 @@ def load_models(
         classifiers[task], used[task] = Classifier.load(path, threads=threads), str(path)
     for task in TASKS if shipped else ():
         if task not in classifiers and (ours := shipped_model(task)) is not None:
-            classifiers[task], used[task] = Classifier.load(ours.path, threads=threads), str(ours.path)
+            classifiers[task] = _shipped(task, lambda p=ours.path: Classifier.load(p, threads=threads))
+            used[task] = str(ours.path)
     found = None
     if detector_file is not None:
-        found = Detector.load(detector_file, threshold=conf, threads=threads)
+
+        def load() -> Any:
+            return Detector.load(detector_file, threshold=conf, threads=threads)
+
+        found = _shipped(DETECT, load) if is_shipped(detector_file) else load()
         used = {"detect": str(detector_file), **used}
     return found, classifiers, used
