@@ -63,12 +63,17 @@ def pre_annotate(
     fmt: str = "voc",
     size: tuple[int, int] = (320, 240),
     missed: Sequence[tuple[int, int, int, int]] = (),
+    picture: Path | None = None,
 ) -> Path:
-    """A screenshot pre-annotated as `toonvision annotate` does it (its own writer: sidecar, then the file), with
-    a figure in each box and in each of ``missed`` (one the detector did not find)."""
+    """A screenshot pre-annotated as `toonvision annotate` does it (its own writer: sidecar, then the file): the
+    rendered ``picture``, or a made-up street with a figure in each box and in each of ``missed`` (one the
+    detector did not find)."""
     folder.mkdir(parents=True, exist_ok=True)
     image = folder / name
-    street(*size, [b[1:5] for b in boxes] + list(missed)).save(image)
+    if picture is not None:
+        shutil.copyfile(picture, image)
+    else:
+        street(*size, [b[1:5] for b in boxes] + list(missed)).save(image)
     results = Results(str(image), *size, path=image)
     for label, *box, confidence in boxes:
         results.boxes.append(BoxResult(tuple(box), label, confidence, label.split("_")[0], confidence))
@@ -471,24 +476,44 @@ def drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:
     page.mouse.up()
 
 
-def test_a_person_reviews_a_folder_in_the_page(tmp_path, browser):
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> list[tuple[Path, list[tuple[str, int, int, int, int]]]]:
+    """Three rendered 800x450 streets (seed 55: every box of the second apart from the others and from the
+    edges) with their true boxes."""
+    root = tmp_path_factory.mktemp("rendered")
+    done = run_cli("synth", "--root", str(root), "-n", "3", "--size", "800x450", "--seed", "55")
+    assert done.returncode == 0, done.stderr
+    shots = sorted((root / "raw" / "screenshots").glob("*.png"), key=lambda p: p.stem.split("_")[1])
+    boxes = [read_voc(s.with_suffix(".xml")).boxes for s in shots]
+    return [
+        (s, [(b.name, *(round(v) for v in (b.xmin, b.ymin, b.xmax, b.ymax))) for b in bs])
+        for s, bs in zip(shots, boxes, strict=True)
+    ]
+
+
+def test_a_person_reviews_a_folder_in_the_page(tmp_path, browser, rendered):
+    """Rendered screenshots, pre-annotated with their true boxes (one left out, for the person to draw)."""
     folder = tmp_path / "shots"
     size = (800, 450)
-    first = pre_annotate(folder, "a_first.png", [("cog_bb_flunky", 100, 150, 200, 400, 0.91)], size=size)
-    second = pre_annotate(
-        folder,
-        "b_second.png",
-        [("cog_sb_twoface", 80, 150, 180, 400, 0.42), ("toon_cat", 350, 170, 450, 400, 0.77)],
-        size=size,
-        missed=[(560, 120, 660, 380)],
-    )
-    pre_annotate(folder, "c_third.png", [("toon_dog", 200, 160, 300, 400, 0.66)], size=size)
+    (shot_a, boxes_a), (shot_b, boxes_b), (shot_c, boxes_c) = rendered
+    assert [b[0] for b in boxes_b] == [
+        "cog_cb_moneybags",
+        "cog_lb_bottomfeeder",
+        "cog_sb_coldcaller",
+        "cog_sb_movershaker",
+        "toon_rabbit",
+    ]
+    first = pre_annotate(folder, "a_first.png", [(*b, 0.91) for b in boxes_a], size=size, picture=shot_a)
+    moneybags, bottomfeeder, coldcaller, movershaker, rabbit = boxes_b
+    proposed = [(*moneybags, 0.42), (*bottomfeeder, 0.8), (*coldcaller, 0.7), (*rabbit, 0.77)]
+    second = pre_annotate(folder, "b_second.png", proposed, size=size, picture=shot_b)
+    pre_annotate(folder, "c_third.png", [(*b, 0.66) for b in boxes_c], size=size, picture=shot_c)
     page = browser.new_page()
     with serving(folder) as url:
         page.goto(url)
-        page.wait_for_function("document.querySelectorAll('#boxes .box').length === 1")
+        page.wait_for_function(f"document.querySelectorAll('#boxes .box').length === {len(boxes_a)}")
         assert page.inner_text("#counter") == "reviewed 0 / left 3"
-        assert "cog_bb_flunky 0.91" in page.text_content("#boxes")
+        assert f"{boxes_a[0][0]} 0.91" in page.text_content("#boxes")
         assert "time on this screenshot" in page.inner_text("#timer")
 
         # accept the first as it is: Space is labelImg's Verify Image
@@ -504,40 +529,46 @@ def test_a_person_reviews_a_folder_in_the_page(tmp_path, browser):
         assert (origin["width"], origin["height"]) == size  # shown at scale 1: page pixels are image pixels
         at = lambda x, y: (origin["x"] + x, origin["y"] + y)  # noqa: E731
 
-        page.mouse.click(*at(130, 300))  # select the Cog: the pickers show its kind, suit and name
-        assert page.input_value("#kind") == "cog" and page.input_value("#suit") == "sb"
-        assert page.input_value("#name") == "twoface" and page.is_hidden("#animal-row")
+        _, x0, y0, x1, y1 = moneybags
+        middle = ((x0 + x1) // 2, (y0 + y1) // 2)
+        page.mouse.click(*at(*middle))  # select the Cog: the pickers show its kind, suit and name
+        assert page.input_value("#kind") == "cog" and page.input_value("#suit") == "cb"
+        assert page.input_value("#name") == "moneybags" and page.is_hidden("#animal-row")
         page.screenshot(path=str(tmp_path / "review.png"))
         if os.environ.get("TOONVISION_DOCS_SCREENSHOT"):  # refreshes the README's picture
             shutil.copy(tmp_path / "review.png", REPO / "docs" / "review.png")
 
-        drag(page, at(130, 300), at(150, 310))  # move it by its body
-        assert until(lambda: boxes_on_disk(xml)[0] == ("cog_sb_twoface", 100, 160, 200, 410))
+        drag(page, at(*middle), at(middle[0] + 20, middle[1] + 10))  # move it by its body
+        moved = ("cog_cb_moneybags", x0 + 20, y0 + 10, x1 + 20, y1 + 10)
+        assert until(lambda: boxes_on_disk(xml)[0] == moved)
         assert review_state(second, find_annotation(second)).status == REVIEWED  # a person's save
-        assert "cog_sb_twoface 0.42" not in page.text_content("#boxes")  # moved: the person's box, not the model's
+        assert "cog_cb_moneybags 0.42" not in page.text_content("#boxes")  # moved: the person's box, not the model's
 
-        drag(page, at(200, 410), at(210, 430))  # resize it by its bottom-right corner
-        assert until(lambda: boxes_on_disk(xml)[0] == ("cog_sb_twoface", 100, 160, 210, 430))
+        drag(page, at(x1 + 20, y1 + 10), at(x1 + 30, y1 + 30))  # resize it by its bottom-right corner
+        resized = ("cog_cb_moneybags", x0 + 20, y0 + 10, x1 + 30, y1 + 30)
+        assert until(lambda: boxes_on_disk(xml)[0] == resized)
 
         # relabel the Toon: its animal; then make it a Cog: kind, suit, and one of that suit's 8
-        page.mouse.click(*at(400, 300))
+        _, rx0, ry0, rx1, ry1 = rabbit
+        page.mouse.click(*at((rx0 + rx1) // 2, (ry0 + ry1) // 2))
         assert page.input_value("#kind") == "toon" and page.is_hidden("#suit-row")
-        page.select_option("#animal", "rabbit")
-        assert until(lambda: boxes_on_disk(xml)[1][0] == "toon_rabbit")
+        page.select_option("#animal", "cat")
+        assert until(lambda: boxes_on_disk(xml)[3][0] == "toon_cat")
         page.select_option("#kind", "cog")
         page.select_option("#suit", "lb")
         assert page.locator("#name option").count() == 8
         assert page.locator("#name option").all_inner_texts()[-1] == "Big Wig"
         page.select_option("#name", "bloodsucker")
-        assert until(lambda: boxes_on_disk(xml)[1] == ("cog_lb_bloodsucker", 350, 170, 450, 400))
+        assert until(lambda: boxes_on_disk(xml)[3] == ("cog_lb_bloodsucker", rx0, ry0, rx1, ry1))
 
         page.keyboard.press("Delete")  # the selected box
-        assert until(lambda: boxes_on_disk(xml) == [("cog_sb_twoface", 100, 160, 210, 430)])
+        assert until(lambda: boxes_on_disk(xml) == [resized, bottomfeeder, coldcaller])
 
         page.keyboard.press("w")  # draw the missed one: it gets the label picked last
-        drag(page, at(560, 120), at(660, 380))
-        assert until(lambda: len(boxes_on_disk(xml)) == 2)
-        assert boxes_on_disk(xml)[1] == ("cog_lb_bloodsucker", 560, 120, 660, 380)
+        _, mx0, my0, mx1, my1 = movershaker
+        drag(page, at(mx0, my0), at(mx1, my1))
+        assert until(lambda: len(boxes_on_disk(xml)) == 4)
+        assert boxes_on_disk(xml)[3] == ("cog_lb_bloodsucker", mx0, my0, mx1, my1)
         page.screenshot(path=str(tmp_path / "review-edited.png"))
 
         page.keyboard.press(" ")
