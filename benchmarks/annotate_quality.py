@@ -9,6 +9,7 @@ Hungarian method on IoU). Prints that fraction, what the person would still do (
 missed one, delete a false one), and boxes per second, against the same models through Keras in the same run.
 
     python benchmarks/annotate_quality.py [--root demo] [--screenshots 30] [--seed 40000] [--conf 0.3]
+    python benchmarks/annotate_quality.py --shipped --screenshots 100     # the models ToonVision ships
 
 Needs a workspace with all five models: ``make demo`` makes one in demo/.
 """
@@ -114,22 +115,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     held_out_options(parser, screenshots=30)
     parser.add_argument("--iou", type=float, default=0.7)
+    parser.add_argument("--shipped", action="store_true", help="the models ToonVision ships instead of --root's")
     args = parser.parse_args()
 
     from toonvision.data.workspace import Workspace
 
     ws = Workspace(args.root)
-    best, detector = _common.workspace_models(args.root)
     size = tuple(int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         bare, truths = held_out(Path(tmp), args.screenshots, args.seed, size)
         shots = sorted(bare.glob("*.png"))
-        keras_paths = [s.path for s in best.values()]
-        onnx_paths, detector_onnx = _common.export_models(best, detector, Path(tmp) / "models")
+        if args.shipped:
+            from toonvision.learning.zoo import ZOO_TASKS, shipped
+
+            ours = {task: shipped(task) for task in ZOO_TASKS}
+            if any(source is None for source in ours.values()):
+                raise SystemExit("this ToonVision ships no models: python tools/train_zoo.py --install makes them")
+            onnx_paths = [ours[task].path for task in ZOO_TASKS[1:]]
+            keras_paths = [ours[task].sibling(".keras") for task in ZOO_TASKS[1:]]
+            detector_onnx, detector_keras = ours["detect"].path, ours["detect"].sibling(".keras")
+        else:
+            best, detector = _common.workspace_models(args.root)
+            keras_paths, detector_keras = [s.path for s in best.values()], detector.path
+            onnx_paths, detector_onnx = _common.export_models(best, detector, Path(tmp) / "models")
         start = time.perf_counter()
         fast, used = pre_annotate(bare, ws, onnx_paths, detector_onnx, args.conf)
         fast_wall = time.perf_counter() - start
-        slow, _ = pre_annotate(bare, ws, keras_paths, detector.path, args.conf)
+        slow, _ = pre_annotate(bare, ws, keras_paths, detector_keras, args.conf)
 
     total = Counter()
     for _, proposal in fast.written:

@@ -101,6 +101,12 @@ def test_demo_quick_writes_a_report_and_keeps_the_users_files(tmp_path):
     )
     assert detection["n_screenshots"] == 30 and detection["ap50"] is not None
     assert "Detection: every Toon and Cog" in page and "AP50" in page
+    # The demo's detector is a fine-tune of the shipped one, which the report judges on the same screenshots.
+    from toonvision.learning.zoo import ZOO_DIR
+
+    tuned = json.loads((root / "runs" / "train" / "detect-suit" / "config.json").read_text())
+    assert tuned["weights"] == str(ZOO_DIR / "detect.keras")
+    assert '<section id="shipped-detection">' in page and "the detector ToonVision ships" in first.stdout
 
     # Run again: finished stages are skipped, only the report is made again, into a folder of its own (the
     # first report and its pictures stay as they were); the user's files are intact.

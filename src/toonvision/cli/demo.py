@@ -150,7 +150,7 @@ def demo(
     from toonvision.learning.model_files import locate_model
     from toonvision.learning.tasks import DETECT
     from toonvision.learning.training import recipe
-    from toonvision.learning.zoo import shipped
+    from toonvision.learning.zoo import FINE_TUNE_LR, shipped
     from toonvision.synth.dataset import SynthConfig, resolve_workers
 
     tensorflow()
@@ -242,15 +242,18 @@ def demo(
     stages.run("explain", {**train_key, "model": str(best.path)}, explain_stage)
 
     # The demo's detector is fine-tuned from the one ToonVision ships, as a user with a few screenshots of their
-    # own would train theirs; from scratch where this ToonVision ships none.
+    # own would train theirs (at its input size and a tenth of the learning rate: what keeps what it knows);
+    # from scratch where this ToonVision ships none.
     ours = shipped(DETECT, ".keras")
     start = str(ours.path) if ours is not None else None
-    detect_key = {**data_key, "epochs": plan.detect_epochs, "imgsz": plan.detect_imgsz, "weights": start}
+    imgsz = int(ours.config.get("input_width", plan.detect_imgsz)) if ours is not None else plan.detect_imgsz
+    detect_key = {**data_key, "epochs": plan.detect_epochs, "imgsz": imgsz, "weights": start, "lr": "fine-tune"}
 
     def detect_stage() -> dict[str, Any]:
         from toonvision.learning.detector_training import DetectConfig
 
-        cfg = DetectConfig.for_width(plan.detect_imgsz, epochs=plan.detect_epochs, seed=seed, weights=start)
+        lr = DetectConfig().lr * (FINE_TUNE_LR if start else 1.0)
+        cfg = DetectConfig.for_width(imgsz, epochs=plan.detect_epochs, seed=seed, weights=start, lr=lr)
         out = run_detector_training(ws, cfg.validate())
         return {"path": str(out / "model.keras")}
 
