@@ -128,3 +128,21 @@ def export_models(best: dict[str, Any], detector: Any, folder: Path) -> tuple[li
 
     onnx = [export(s.path, folder / f"{task}.onnx").path for task, s in best.items()]
     return onnx, export(detector.path, folder / "detect.onnx").path
+
+
+def shipped_models() -> tuple[list[Path], Path, list[Path], Path]:
+    """The models ToonVision ships: the classifiers' and the detector's ONNX files, then their Keras files; exits
+    saying how to make them where the package ships none."""
+    from toonvision.learning.zoo import ZOO_TASKS, shipped
+
+    ours = {task: shipped(task) for task in ZOO_TASKS}
+    if any(source is None for source in ours.values()):
+        print("this ToonVision ships no models: python tools/train_zoo.py --install makes them", file=sys.stderr)
+        raise SystemExit(2)
+    classifiers = [ours[task] for task in ZOO_TASKS if task != "detect"]
+    return (
+        [s.path for s in classifiers],
+        ours["detect"].path,
+        [s.sibling(".keras") for s in classifiers],
+        ours["detect"].sibling(".keras"),
+    )

@@ -126,14 +126,7 @@ def main() -> None:
         bare, truths = held_out(Path(tmp), args.screenshots, args.seed, size)
         shots = sorted(bare.glob("*.png"))
         if args.shipped:
-            from toonvision.learning.zoo import ZOO_TASKS, shipped
-
-            ours = {task: shipped(task) for task in ZOO_TASKS}
-            if any(source is None for source in ours.values()):
-                raise SystemExit("this ToonVision ships no models: python tools/train_zoo.py --install makes them")
-            onnx_paths = [ours[task].path for task in ZOO_TASKS[1:]]
-            keras_paths = [ours[task].sibling(".keras") for task in ZOO_TASKS[1:]]
-            detector_onnx, detector_keras = ours["detect"].path, ours["detect"].sibling(".keras")
+            onnx_paths, detector_onnx, keras_paths, detector_keras = _common.shipped_models()
         else:
             best, detector = _common.workspace_models(args.root)
             keras_paths, detector_keras = [s.path for s in best.values()], detector.path

@@ -103,17 +103,21 @@ def main() -> None:
     parser.add_argument("--iou", type=float, default=0.7, help="a box looser than this with its truth is fixed")
     parser.add_argument("--front", type=float, default=0.2, help="the front of the queue measured")
     parser.add_argument("--shuffles", type=int, default=2000, help="random orders averaged")
+    parser.add_argument("--shipped", action="store_true", help="the models ToonVision ships instead of --root's")
     args = parser.parse_args()
 
     from toonvision.data.review import uncertainty
     from toonvision.data.workspace import Workspace
 
     ws = Workspace(args.root)
-    best, detector = _common.workspace_models(args.root)
     size = tuple(int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         bare, truths = held_out(Path(tmp), args.screenshots, args.seed, size)
-        onnx_paths, detector_onnx = _common.export_models(best, detector, Path(tmp) / "models")
+        if args.shipped:
+            onnx_paths, detector_onnx, _, _ = _common.shipped_models()
+        else:
+            best, detector = _common.workspace_models(args.root)
+            onnx_paths, detector_onnx = _common.export_models(best, detector, Path(tmp) / "models")
         start = time.perf_counter()
         summary, used = pre_annotate(bare, ws, onnx_paths, detector_onnx, args.conf)
         seconds = time.perf_counter() - start
