@@ -17,6 +17,7 @@ from toonvision.synth.dataset import PRESETS
 if TYPE_CHECKING:
     from toonvision.data.workspace import Workspace
     from toonvision.synth.dataset import Summary, SynthConfig
+    from toonvision.synth.scene import Conditions
 
 
 def _preset_help() -> str:
@@ -32,7 +33,7 @@ def parse_fov(text: str) -> tuple[float, float]:
         raise ValueError(f"--fov {text!r}: give MIN-MAX degrees such as 46-62, or one angle") from None
 
 
-def describe(conditions) -> str:
+def describe(conditions: Conditions) -> str:
     """The shifted world in a few words, for the run header."""
     parts = [f"fov {conditions.fov[0]:g}-{conditions.fov[1]:g}", f"camera x{conditions.camera_height:g}"]
     parts += [conditions.time_of_day, *(["interface"] if conditions.interface else [])]

@@ -71,11 +71,6 @@ def shipped(task: str, suffix: str = ".onnx", folder: Path | None = None) -> Mod
     return ModelSource(path, "shipped", dict(recorded["config"]), None, dict(recorded.get("held_out", {})))
 
 
-def shipped_tasks(folder: Path | None = None) -> list[str]:
-    """The tasks the package ships a model for, in pipeline order."""
-    return [task for task in ZOO_TASKS if shipped(task, folder=folder) is not None]
-
-
 def is_shipped(path: str | Path) -> bool:
     """Whether ``path`` is one of the package's own models."""
     return Path(path).resolve().parent == ZOO_DIR.resolve()  # read when called: tests point it elsewhere
