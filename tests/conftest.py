@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import subprocess
@@ -18,6 +19,9 @@ from toonvision.data.workspace import Workspace
 # in this process, whose rich consoles read the width once.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["COLUMNS"] = "200"
+# A test process holds TensorFlow's and many models' objects: with Python's default thresholds a full collection
+# over all of them runs every few thousand allocations, about a tenth of the suite's time. Rarer ones.
+gc.set_threshold(100_000, 50, 100)
 
 
 @pytest.fixture
@@ -72,10 +76,12 @@ def run_cli(
 
     Most verbs run inside this test process through typer's runner: each child process would spend ~5 s of
     CPU importing TensorFlow again, and ~100 calls made that a third of ``make test``. A call with ``env``,
-    one of OWN_PROCESS's verbs, or ``subprocess_=True`` runs ``python -m toonvision.cli`` in a child process.
+    one of OWN_PROCESS's verbs (but for its ``--help``), or ``subprocess_=True`` runs ``python -m toonvision.cli``
+    in a child process.
     """
     verb = next((arg for arg in args if not arg.startswith("-")), "")
-    if subprocess_ or env is not None or verb in OWN_PROCESS:
+    own_process = verb in OWN_PROCESS and "--help" not in args  # help starts no Ray, Panda3D or server
+    if subprocess_ or env is not None or own_process:
         return subprocess.run(
             [sys.executable, "-m", "toonvision.cli", *args],
             capture_output=True,
@@ -95,7 +101,7 @@ def _run_in_process(args: list[str], cwd: Path | None) -> subprocess.CompletedPr
     if "keras" in sys.modules:
         # A fresh start as in a new process: Keras numbers its layers per session (conv2d_1...), and verbs
         # such as explain find layers by those names.
-        sys.modules["keras"].backend.clear_session()
+        sys.modules["keras"].backend.clear_session(free_memory=False)
     before = Path.cwd()
     if cwd is not None:
         os.chdir(cwd)
@@ -110,6 +116,30 @@ def _run_in_process(args: list[str], cwd: Path | None) -> subprocess.CompletedPr
         trace = "".join(traceback.format_exception(result.exception))
         return subprocess.CompletedProcess(args, 1, result.stdout, result.stderr + trace)
     return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+
+def kill_group(pgid: int, timeout: float = 30) -> None:
+    """SIGKILL a process group and return once none of its processes runs any more (each gone or a zombie).
+    The signal lands on each process when it is next scheduled: on a loaded machine a child of the group may
+    still write for a moment after its parent has been reaped, and a test that looks at once would see it."""
+    import signal
+    import time
+
+    os.killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[-1].split()
+            except OSError:
+                continue  # gone meanwhile
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                running.append(stat)
+        if not running:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"process group {pgid} still runs {timeout} s after SIGKILL")
 
 
 def toy_crops(ws: Workspace, per_label: int = 6, labels: Sequence[str] | None = None, seed: int = 0) -> list[Path]:

@@ -1,6 +1,4 @@
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -10,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli, toy_crops
+from conftest import kill_group, run_cli, toy_crops
 from toonvision.data.files import latest_run_dir
 from toonvision.data.samples import find_samples, load_task
 from toonvision.data.splitting import plan_split, split
@@ -300,7 +298,7 @@ def test_compare_through_ray_resumes_after_a_kill(ws):
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None and len(_results(out) if out.exists() else []) < 1:
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
+    kill_group(proc.pid)
     proc.wait()
     first = _results(out)
     assert 1 <= len(first) < 4, "the comparison should have been killed part-way"
@@ -317,17 +315,6 @@ def test_compare_through_ray_resumes_after_a_kill(ws):
     assert summary["summary"]["baseline"]["accuracy"]["n"] == 2
     assert {t["metric"] for t in summary["tests"]} == {"accuracy", "loss"}
     assert "Mann-Whitney" in (out / "summary.md").read_text()
-    # Same seeds give the same numbers, whichever worker trained them: run 0 again in a fresh experiment.
-    again = subprocess.run(
-        [*args[:-2], "--name", "again", "--runs", "1", "--config", "baseline"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert again.returncode == 0, again.stdout + again.stderr
-    r1 = json.loads((out / "results" / "run0000_baseline.json").read_text())
-    r2 = json.loads((ws.runs / "compare" / "again" / "results" / "run0000_baseline.json").read_text())
-    assert r1["test"]["loss"] == pytest.approx(r2["test"]["loss"], rel=1e-5)
     mismatch = subprocess.run([*args, "--runs", "2", "--config", "optimized"], capture_output=True, text=True)
     assert mismatch.returncode == 2 and "other settings" in mismatch.stderr
     # A kept model is evaluated on its run's own test split: the numbers its run recorded.

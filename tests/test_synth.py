@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import kill_group
 from toonvision.data.annotations import read_voc
 from toonvision.data.taxonomy import STREET_SHORTS, all_labels, parse_label
 from toonvision.data.workspace import Workspace
@@ -223,7 +223,7 @@ def test_interrupted_run_resumes(tmp_path: Path) -> None:
             break
         seen += line.startswith("done")
     # Kill the whole process group: the parent and its render workers, wherever they are.
-    os.killpg(proc.pid, signal.SIGKILL)
+    kill_group(proc.pid)
     proc.wait()
     assert seen >= 5
     ws = Workspace(root)

@@ -63,12 +63,17 @@ class DemoPlan:
     configs: tuple[str, ...] = ("baseline", "article")
     detect_epochs: int = 12
     detect_imgsz: int = 448  # a 1280x720 screenshot at 35%: the demo's detector trains in about a minute
+    filter_steps: int = 40  # gradient-ascent steps per filter pattern
 
     @classmethod
     def make(cls, *, runs: int, epochs: int, quick: bool, seed: int) -> DemoPlan:
         if quick:
-            # Enough crops that every split holds both kinds; few enough to train in seconds.
-            return cls("seed", 100, min(runs, 2), min(epochs, 6), min(epochs, 8), seed, ("baseline", "article"), 2, 320)
+            # Enough crops that every split holds both kinds; few enough to train in seconds. One epoch of
+            # fine-tuning shows the shipped detector adapting; patterns of 15 steps already show each filter's
+            # colours and strokes.
+            return cls(
+                "seed", 100, min(runs, 2), min(epochs, 6), min(epochs, 8), seed, ("baseline", "article"), 1, 320, 15
+            )
         # The article's baseline, what its code ran, and what it meant (see toonvision.learning.training).
         return cls("seed", None, runs, epochs, epochs, seed, ("baseline", "article", "optimized"))
 
@@ -155,6 +160,12 @@ def demo(
 
     tensorflow()
     plan = DemoPlan.make(runs=runs, epochs=epochs, quick=quick, seed=seed)
+    # The demo's detector is fine-tuned from the one ToonVision ships, as a user with a few screenshots of their
+    # own would train theirs (at its input size and a tenth of the learning rate: what keeps what it knows);
+    # from scratch where this ToonVision ships none.
+    ours = shipped(DETECT, ".keras")
+    start = str(ours.path) if ours is not None else None
+    imgsz = int(ours.config.get("input_width", plan.detect_imgsz)) if ours is not None else plan.detect_imgsz
     ws = workspace(root)
     ws.init()
     header(
@@ -167,7 +178,9 @@ def demo(
         epochs=plan.epochs,
         task_epochs=plan.task_epochs,
         detect_epochs=plan.detect_epochs,
-        detect_imgsz=plan.detect_imgsz,
+        detect_imgsz=imgsz,
+        detect_from="shipped" if start else "scratch",
+        filter_steps=plan.filter_steps,
         configs=",".join(plan.configs),
         quick=quick,
         fresh=fresh,
@@ -235,18 +248,13 @@ def demo(
             crops[:1],
             activations=True,
             filter_layers=[layer.name for layer in explainer.conv_layers],
+            steps=plan.filter_steps,
             into=out,
         )
         return {"path": str(out)}
 
-    stages.run("explain", {**train_key, "model": str(best.path)}, explain_stage)
+    stages.run("explain", {**train_key, "model": str(best.path), "filter_steps": plan.filter_steps}, explain_stage)
 
-    # The demo's detector is fine-tuned from the one ToonVision ships, as a user with a few screenshots of their
-    # own would train theirs (at its input size and a tenth of the learning rate: what keeps what it knows);
-    # from scratch where this ToonVision ships none.
-    ours = shipped(DETECT, ".keras")
-    start = str(ours.path) if ours is not None else None
-    imgsz = int(ours.config.get("input_width", plan.detect_imgsz)) if ours is not None else plan.detect_imgsz
     detect_key = {**data_key, "epochs": plan.detect_epochs, "imgsz": imgsz, "weights": start, "lr": "fine-tune"}
 
     def detect_stage() -> dict[str, Any]:

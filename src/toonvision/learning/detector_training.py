@@ -249,6 +249,9 @@ def build_detector(cfg: DetectConfig, num_classes: int, steps_per_epoch: int, pr
         optimizer=keras.optimizers.AdamW(learning_rate(cfg, steps_per_epoch), weight_decay=1e-4, clipnorm=10.0),
         loss=detection_loss(num_classes, cfg.input_size),
     )
+    # The optimizer's variables made now, not inside the first step: a tf.function that creates variables is
+    # traced twice, and tracing this train step is most of a short run (half of a 2-epoch one).
+    model.optimizer.build(model.trainable_variables)
     return model
 
 

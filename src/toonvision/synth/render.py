@@ -118,7 +118,19 @@ def _engine(hardware: bool) -> Any:
         loadPrcFileData("toonvision-synth-gl", "load-display pandagl\naux-display p3tinydisplay\n")
     from direct.showbase.ShowBase import ShowBase
 
-    base = ShowBase(windowType="offscreen")
+    if hardware:
+        base = ShowBase(windowType="offscreen")
+    else:
+        # TinyPanda's offscreen pipe by name: its default pipe is the X11 one, which connects to $DISPLAY or
+        # else to :0 wherever an X server listens there, and dies with that server (a test's Xvfb, a desktop
+        # logging out) although it only renders offscreen. The pixels are the same.
+        from panda3d.core import GraphicsPipeSelection
+
+        base = ShowBase(windowType="none")
+        base.pipe = GraphicsPipeSelection.get_global_ptr().make_pipe("TinyOffscreenGraphicsPipe", "p3tinydisplay")
+        if base.pipe is None:
+            raise RuntimeError("Panda3D has no TinyOffscreenGraphicsPipe (p3tinydisplay): reinstall panda3d")
+        base.openDefaultWindow(type="offscreen")
     base.win.setActive(False)
     return base
 
