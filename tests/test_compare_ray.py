@@ -213,9 +213,11 @@ def test_compare_beside_a_running_ray_start(ws, ray_tmp):
 # --- an address where no Ray answers ---
 
 
-def _gives_up(ws, address: str, name: str) -> tuple[subprocess.CompletedProcess, float]:
+def _gives_up(
+    ws, address: str, name: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess, float]:
     start = time.perf_counter()
-    result = _compare(ws, name, "--address", address)
+    result = _compare(ws, name, "--address", address, env=env)
     return result, time.perf_counter() - start
 
 
@@ -264,7 +266,8 @@ def test_compare_gives_up_where_something_else_listens(ws):
         server.bind(("0.0.0.0", 0))  # Ray connects to this machine's address, not to 127.0.0.1
         server.listen(16)
         address = f"127.0.0.1:{server.getsockname()[1]}"
-        result, seconds = _gives_up(ws, address, "silent")
+        # Ray's own setting, which compare leaves as the user set it: a 3 s wait instead of CONNECT_SECONDS.
+        result, seconds = _gives_up(ws, address, "silent", env={"RAY_py_gcs_connect_timeout_s": "3"})
     assert result.returncode == 2, result.stdout + result.stderr
     # Ray's own log lines may come first; compare's verdict is one line, the last.
     assert result.stderr.splitlines()[-1].startswith(f"error: cannot reach a Ray cluster at {address}")

@@ -55,8 +55,13 @@ def models(tmp_path_factory) -> dict[str, Path]:
     """A seed binary model in a run folder (config.json) and a padded suit model kept as 'compare' keeps
     them (<name>.keras with <name>.json, trained with padding), both with augmentation and dropout layers,
     and batch-normalization statistics that are not the identity."""
+    import keras
+
     from toonvision.learning.models import create_model
 
+    # The weights' initial values come from Keras' global generator: seeded here, so that they do not depend
+    # on which tests ran in this process before (some orders gave a suit model whose outputs hardly spread).
+    keras.utils.set_random_seed(0)
     root = tmp_path_factory.mktemp("export")
     crops = varied_crops()
     rng = np.random.default_rng(1)
