@@ -16,7 +16,7 @@ all those fixes lies in the first ``--front`` (20%) of the queue for:
 
 The aim is at least twice the random share, and more than score-only. Figures are printed, not asserted.
 
-    python benchmarks/review_ranking.py [--root demo] [--screenshots 60] [--seed 40000] [--conf 0.3]
+    python benchmarks/review_ranking.py [--root demo] [--screenshots 300] [--seed 40000] [--conf 0.3]
 
 Needs a workspace with all five models: ``make demo`` makes one in demo/ (exit 2 without one).
 """
@@ -99,7 +99,7 @@ def ranked_by(proposals: list, score: Callable[[list[dict], list[dict]], float])
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    held_out_options(parser, screenshots=60)
+    held_out_options(parser, screenshots=300)
     parser.add_argument("--iou", type=float, default=0.7, help="a box looser than this with its truth is fixed")
     parser.add_argument("--front", type=float, default=0.2, help="the front of the queue measured")
     parser.add_argument("--shuffles", type=int, default=2000, help="random orders averaged")
