@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import kill_group
+from conftest import kill_group, start_xvfb
 from toonvision.data.annotations import read_voc
 from toonvision.data.taxonomy import STREET_SHORTS, all_labels, parse_label
 from toonvision.data.workspace import Workspace
@@ -352,3 +354,22 @@ def test_a_shifted_world_that_cannot_be_is_one_error_line(tmp_path: Path, args: 
     assert not (tmp_path / "w" / "raw" / "screenshots").exists() or not any(
         (tmp_path / "w" / "raw" / "screenshots").iterdir()
     )
+
+
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed: no X server to stay away from")
+def test_the_renderer_never_uses_an_x_display(tmp_path: Path) -> None:
+    """Software rendering is offscreen even where an X server answers: TinyPanda's default pipe would join it
+    (at $DISPLAY, or :0 without one) and die with it, as a test's Xvfb ending under a render showed."""
+    xvfb, name = start_xvfb()
+    try:
+        script = (
+            "from toonvision.synth.render import get_renderer\n"
+            "print(get_renderer(64, 48).base.pipe.get_type().get_name())\n"
+        )
+        env = {**os.environ, "DISPLAY": name}
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split()[-1] == "TinyOffscreenGraphicsPipe"
+    finally:
+        xvfb.send_signal(signal.SIGTERM)
+        xvfb.wait(timeout=10)

@@ -4,9 +4,7 @@ as sources; JSON lines, annotated frames, bad sources, and Ctrl-C."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import select
 import shutil
 import signal
 import subprocess
@@ -19,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli
+from conftest import run_cli, start_xvfb
 from toonvision.data.detection import Detections
 
 FIELDS = {"frame", "source", "time", "boxes", "latency_ms", "models"}
@@ -194,47 +192,6 @@ def test_ctrl_c_stops_with_a_summary_and_exit_code_0(trained, shots):
     assert "Traceback" not in err and "stopped (Ctrl-C)" in " ".join(err.split())
     frames = 1 + len(lines(out))
     assert f"{frames} frames" in " ".join(err.split())
-
-
-def start_xvfb(seconds: float = 30) -> tuple[subprocess.Popen, str]:
-    """An Xvfb of the test's own (640x360) on a display number it picks itself among the free ones (another
-    suite may run beside this one) and its name, such as ":1"; returns once a client can connect to it. Fails
-    with what Xvfb said when it ends first or does not answer within ``seconds``."""
-    from Xlib import display, error
-
-    read, write = os.pipe()
-    # -noreset: the server stays as it is when its last client leaves (this function's own test connection, or
-    # a watch run); otherwise it resets then, and a client connecting during the reset is thrown out.
-    command = ["Xvfb", "-displayfd", str(write), "-screen", "0", "640x360x24", "-nolisten", "tcp", "-noreset"]
-    xvfb = subprocess.Popen(command, pass_fds=(write,), stderr=subprocess.PIPE)
-    os.close(write)
-    deadline = time.monotonic() + seconds
-    number, name = b"", None
-    try:
-        while True:
-            if name is None and select.select([read], [], [], 0.05)[0]:
-                chunk = os.read(read, 16)  # Xvfb writes the number and a newline once it listens
-                if not chunk:
-                    pytest.fail(f"Xvfb ended (code {xvfb.wait(timeout=10)}): {xvfb.stderr.read().decode()}")
-                number += chunk
-                if number.endswith(b"\n"):
-                    name = f":{int(number)}"
-            if name is not None:
-                try:
-                    display.Display(name).close()
-                    return xvfb, name
-                except error.DisplayConnectionError:
-                    time.sleep(0.05)
-            if xvfb.poll() is not None:
-                pytest.fail(f"Xvfb ended (code {xvfb.returncode}): {xvfb.stderr.read().decode()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"Xvfb {name or '(no display number yet)'} accepted no connection within {seconds} s")
-    except BaseException:
-        xvfb.kill()
-        xvfb.wait()
-        raise
-    finally:
-        os.close(read)
 
 
 def opencv_has_windows() -> bool:
