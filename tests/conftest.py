@@ -125,18 +125,17 @@ def kill_group(pgid: int, timeout: float = 30) -> None:
     import signal
     import time
 
+    def runs(stat: Path) -> bool:
+        try:
+            state, _, group = stat.read_text().rsplit(")", 1)[-1].split()[:3]
+        except OSError:
+            return False  # gone meanwhile
+        return int(group) == pgid and state != "Z"
+
     os.killpg(pgid, signal.SIGKILL)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        running = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[-1].split()
-            except OSError:
-                continue  # gone meanwhile
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                running.append(stat)
-        if not running:
+        if not any(runs(stat) for stat in Path("/proc").glob("[0-9]*/stat")):
             return
         time.sleep(0.05)
     raise TimeoutError(f"process group {pgid} still runs {timeout} s after SIGKILL")

@@ -155,7 +155,7 @@ def demo(
     from toonvision.learning.model_files import locate_model
     from toonvision.learning.tasks import DETECT
     from toonvision.learning.training import recipe
-    from toonvision.learning.zoo import FINE_TUNE_LR, shipped
+    from toonvision.learning.zoo import fine_tune_lr, shipped
     from toonvision.synth.dataset import SynthConfig, resolve_workers
 
     tensorflow()
@@ -260,7 +260,7 @@ def demo(
     def detect_stage() -> dict[str, Any]:
         from toonvision.learning.detector_training import DetectConfig
 
-        lr = DetectConfig().lr * (FINE_TUNE_LR if start else 1.0)
+        lr = fine_tune_lr(DETECT) if start else DetectConfig().lr
         cfg = DetectConfig.for_width(imgsz, epochs=plan.detect_epochs, seed=seed, weights=start, lr=lr)
         out = run_detector_training(ws, cfg.validate())
         return {"path": str(out / "model.keras")}

@@ -291,7 +291,7 @@ def starting_point_settings(task: str, given: dict[str, Any], root: Path) -> dic
     of that model where the command does not say; exits when it cannot start this run."""
     from toonvision.data.detection import scheme_classes
     from toonvision.learning.model_files import ModelError
-    from toonvision.learning.zoo import FINE_TUNE_LR, check_recipe, starting_point
+    from toonvision.learning.zoo import check_recipe, fine_tune_lr, starting_point
 
     if given.get("resume"):
         raise fail("--weights starts a new run and --resume continues a stopped one: give one of them")
@@ -302,7 +302,7 @@ def starting_point_settings(task: str, given: dict[str, Any], root: Path) -> dic
         raise fail(str(exc)) from None
     settings: dict[str, Any] = {"weights": str(keras_file)}
     if "lr" not in given:
-        settings["lr"] = task_spec(task).defaults.lr * FINE_TUNE_LR
+        settings["lr"] = fine_tune_lr(task)
     for option in ("model", "classes") if task == DETECT else ("model",):
         if option not in given and source.config.get(option) is not None:
             settings[option] = source.config[option]

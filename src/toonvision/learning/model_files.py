@@ -33,6 +33,11 @@ SHIPPED_DIR = Path(__file__).with_name("pretrained")
 RUN_MODEL = "model"  # a run folder's model files are model.keras and model.onnx
 
 
+def in_folder(path: str | Path, folder: Path) -> bool:
+    """Whether the file ``path`` lies directly in ``folder`` (links and relative paths resolved)."""
+    return Path(path).resolve().parent == folder.resolve()
+
+
 class ModelError(ValueError):
     """A model that cannot be found or read; the message says what to give instead."""
 
@@ -92,7 +97,7 @@ class ModelSource:
     @property
     def is_packaged(self) -> bool:
         """Whether this is one of the models inside the package, which nothing may write beside."""
-        return self.path.resolve().parent == SHIPPED_DIR.resolve()
+        return in_folder(self.path, SHIPPED_DIR)
 
     def results_dir(self, verb: str, root: Path | None = None) -> Path:
         """A new folder for what ``verb`` (evaluate, explain) writes about this model: ``<run>/<verb>``,

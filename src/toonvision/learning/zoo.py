@@ -23,10 +23,11 @@ from toonvision.learning.model_files import (
     SHIPPED_DIR,
     ModelError,
     ModelSource,
+    in_folder,
     load_keras_model,
     locate_model,
 )
-from toonvision.learning.tasks import DETECT, is_detector
+from toonvision.learning.tasks import DETECT, is_detector, task_spec
 
 if TYPE_CHECKING:
     import keras
@@ -71,9 +72,14 @@ def shipped(task: str, suffix: str = ".onnx", folder: Path | None = None) -> Mod
     return ModelSource(path, "shipped", dict(recorded["config"]), None, dict(recorded.get("held_out", {})))
 
 
+def fine_tune_lr(task: str) -> float:
+    """The learning rate of a run of ``task`` that starts from trained weights and is not told one."""
+    return task_spec(task).defaults.lr * FINE_TUNE_LR
+
+
 def is_shipped(path: str | Path) -> bool:
     """Whether ``path`` is one of the package's own models."""
-    return Path(path).resolve().parent == ZOO_DIR.resolve()  # read when called: tests point it elsewhere
+    return in_folder(path, ZOO_DIR)  # ZOO_DIR read when called: tests point it elsewhere
 
 
 # --- fine-tuning: where a training run starts from ---
