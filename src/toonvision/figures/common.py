@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import math
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from toonvision.data.files import write_bytes_atomic
 from toonvision.data.taxonomy import SUIT_BY_SHORT, TOON_COLOR, parse_label
@@ -11,6 +15,7 @@ from toonvision.data.taxonomy import SUIT_BY_SHORT, TOON_COLOR, parse_label
 DESIRED_COLOR = "#2ca02c"
 AVERAGE_COLOR = "#d62728"
 SPLIT_COLORS = {"unsorted": "#9e9e9e", "train": "#1f77b4", "validate": "#ff7f0e", "test": "#9467bd"}
+DPI = 110  # of every PNG figure
 MODEL_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
 
@@ -34,10 +39,68 @@ def integer_epochs(*axes) -> None:
 def save_figure(fig, path: Path) -> Path:
     """Write ``fig`` as a PNG to ``path`` atomically and close it."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     pyplot().close(fig)
     write_bytes_atomic(path, buf.getvalue())
     return path
+
+
+def plot_image_grid(
+    images: Sequence[np.ndarray],
+    titles: Sequence[str],
+    path: Path,
+    title: str,
+    *,
+    columns: int,
+    tile_inches: float,
+    fontsize: float = 7,
+    title_colors: Sequence[str] | None = None,
+    placeholder: Sequence[str | None] | None = None,
+    pixelated: bool = False,
+) -> Path:
+    """Same-sized images as one titled grid, drawn as a single picture with the tiles' titles over it: a grid
+    of one Axes per tile costs matplotlib seconds of layout per figure (the spec's 32 wrong predictions: 2.2 s
+    against 0.4 s), which every evaluation and report pays. ``placeholder``: a text drawn over a tile instead of
+    a picture worth looking at (e.g. a silent filter). ``pixelated``: small images enlarged pixel by pixel
+    rather than smoothly."""
+    from PIL import Image
+
+    plt = pyplot()
+    # The tiles at the PNG's own resolution: matplotlib then draws the picture pixel for pixel, where
+    # resampling a large one would cost more than the rest of the figure.
+    px_per_inch = DPI
+    h0, w0 = images[0].shape[:2]
+    w = round(tile_inches * DPI)
+    h = max(1, round(h0 * w / w0))
+    columns = max(1, min(columns, len(images)))
+    rows = -(-len(images) // columns)
+    resample = Image.Resampling.NEAREST if pixelated else Image.Resampling.LANCZOS
+    lines = max(t.count("\n") + 1 for t in titles) if titles else 0
+    title_px = math.ceil((lines * fontsize * 1.3 / 72 + 0.06) * px_per_inch) if lines else 0
+    gap = max(2, round(0.1 * px_per_inch))
+    cell_h, cell_w = title_px + h + gap, w + gap
+    mosaic = np.full((rows * cell_h, columns * cell_w - gap, 3), 255, np.uint8)
+    for k, image in enumerate(images):
+        r, c = divmod(k, columns)
+        tile = np.asarray(image)
+        tile = np.repeat(tile[..., None], 3, axis=2) if tile.ndim == 2 else tile[..., :3]
+        tile = np.asarray(Image.fromarray(tile).resize((w, h), resample))
+        mosaic[r * cell_h + title_px : r * cell_h + title_px + h, c * cell_w : c * cell_w + w] = tile
+    header = 0.25 + 0.2 * (title.count("\n") + 1)
+    width, body = mosaic.shape[1] / px_per_inch, mosaic.shape[0] / px_per_inch
+    fig = plt.figure(figsize=(width, body + header))
+    ax = fig.add_axes((0, 0, 1, body / (body + header)))
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.axis("off")
+    for k, text in enumerate(titles):
+        r, c = divmod(k, columns)
+        x, top = c * cell_w + w / 2, r * cell_h + title_px
+        color = title_colors[k] if title_colors else "black"
+        ax.text(x, top - 0.02 * px_per_inch, text, ha="center", va="bottom", fontsize=fontsize, color=color)
+        if placeholder and placeholder[k]:
+            ax.text(x, top + h / 2, placeholder[k], ha="center", va="center", fontsize=fontsize + 1, color="#757575")
+    fig.suptitle(title, fontsize=11, y=1 - 0.1 / (body + header), va="top")
+    return save_figure(fig, path)
 
 
 def save_message(text: str, path: Path) -> Path:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from toonvision.figures.common import pyplot, save_figure, save_message
+from toonvision.figures.common import plot_image_grid, pyplot, save_figure, save_message
 
 if TYPE_CHECKING:
     from toonvision.data.samples import TaskData
@@ -50,21 +50,16 @@ def plot_wrong_predictions(items: list[dict], path: Path, title: str = "", colum
     """The spec's wrong-predictions grid: each crop titled with its true label, error E and output A,
     ranked from the highest error. ``items``: dicts with ``image`` (array), ``label``, ``error``, ``output``
     and ``predicted``."""
-    plt = pyplot()
     if not items:
         return save_message("No wrong predictions", path)
-    columns = min(columns, len(items))
-    rows = -(-len(items) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 5.0 * rows), squeeze=False, layout="constrained")
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, item in zip(axes.flat, items, strict=False):
-        ax.imshow(item["image"])
-        ax.set_title(
-            f"{item['label']}\nE={item['error']:.2f} A={item['output']:.2f}\n-> {item['predicted']}", fontsize=7
-        )
-    fig.suptitle(title or "Wrong predictions, highest error first")
-    return save_figure(fig, path)
+    return plot_image_grid(
+        [np.clip(np.asarray(item["image"]), 0, 255).astype(np.uint8) for item in items],
+        [f"{item['label']}\nE={item['error']:.2f} A={item['output']:.2f}\n-> {item['predicted']}" for item in items],
+        path,
+        title or "Wrong predictions, highest error first",
+        columns=columns,
+        tile_inches=1.75,
+    )
 
 
 def draw_evaluation(ev: Evaluation, data: TaskData, out: Path, *, top: int = 32) -> dict[str, Path]:

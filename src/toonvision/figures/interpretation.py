@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toonvision.figures.common import pyplot, save_figure, save_message
+from toonvision.figures.common import plot_image_grid, pyplot, save_figure, save_message
 from toonvision.interpretation.cam import agreement
 from toonvision.interpretation.explainer import CamResult, Explainer, FilterPatterns, LayerActivation, WrongItem
 
@@ -86,38 +86,31 @@ def _activation_height(layers: Sequence[LayerActivation], columns: int, width: f
 
 def plot_filter_patterns(fp: FilterPatterns, path: Path, title: str = "") -> Path:
     """Each filter's pattern as a tile of a grid, numbered; silent filters are marked."""
-    plt = pyplot()
     n = len(fp.patterns)
     columns = 8 if n <= 32 else 16
     rows = -(-n // columns)
     tile = min(1.6, 15.0 / columns, MAX_FIGURE_INCHES / max(rows, 1))
-    fig, axes = plt.subplots(
-        rows, columns, figsize=(columns * tile, rows * tile + 0.9), squeeze=False, layout="constrained"
-    )
-    for ax in axes.flat:
-        ax.axis("off")
-    for k, ax in enumerate(axes.flat[:n]):
-        if fp.silent[k]:
-            # Its "pattern" would be the starting noise, blurred: nothing learned to show.
-            ax.imshow(np.full(fp.patterns[k].shape, 235, np.uint8))
-            ax.text(
-                0.5, 0.5, "no\nresponse", ha="center", va="center", fontsize=8, color="#757575", transform=ax.transAxes
-            )
-            ax.set_title(f"#{k} silent", fontsize=8, color="#b71c1c")
-        else:
-            ax.imshow(fp.patterns[k], interpolation="nearest")
-            ax.set_title(f"#{k}", fontsize=8)
+    # A silent filter's "pattern" would be the starting noise, blurred: nothing learned to show.
+    blank = np.full(fp.patterns[0].shape, 235, np.uint8)
+    images = [blank if fp.silent[k] else np.asarray(fp.patterns[k]) for k in range(n)]
     silent = int(fp.silent.sum())
-    fig.suptitle(
+    return plot_image_grid(
+        images,
+        [f"#{k} silent" if fp.silent[k] else f"#{k}" for k in range(n)],
+        path,
         title
         or (
             f"{fp.layer}: the input that most activates each of its {n} filters\n"
             f"gradient ascent from noise, {fp.steps} steps; receptive field {fp.receptive_field} px, "
             f"shown {fp.canvas}x{fp.canvas} px" + (f"; {silent} silent (no response to any noise)" if silent else "")
         ),
-        fontsize=11,
+        columns=columns,
+        tile_inches=tile,
+        fontsize=8,
+        title_colors=["#b71c1c" if fp.silent[k] else "black" for k in range(n)],
+        placeholder=["no\nresponse" if fp.silent[k] else None for k in range(n)],
+        pixelated=True,
     )
-    return save_figure(fig, path)
 
 
 def plot_cams(
@@ -178,36 +171,30 @@ def _grid_extent(result: CamResult, size: tuple[int, int]) -> tuple[float, float
 def plot_wrong_cams(items: Sequence[WrongItem], result: CamResult, path: Path, title: str = "") -> Path:
     """The spec's wrong-prediction grid with heatmaps: per crop its true label, E and A, the crop, and
     each method's heatmap superimposed."""
-    plt = pyplot()
     if not items:
         return save_message("No wrong predictions", path)
     methods = list(result.maps)
-    panels = 1 + len(methods)
-    per_row = max(1, min(len(items), 16 // panels))
-    rows = -(-len(items) // per_row)
-    panel_w = 1.05
-    fig = plt.figure(
-        figsize=(per_row * panels * panel_w + 0.3, min(rows * 3.9 + 0.8, MAX_FIGURE_INCHES)), layout="constrained"
+    per_row = max(1, min(len(items), 16 // (1 + len(methods))))
+    strips = []
+    for i, item in enumerate(items):
+        crop = item.image.astype("uint8")
+        gap = np.full((crop.shape[0], max(2, crop.shape[1] // 20), 3), 255, np.uint8)
+        panels = [crop] + [overlay(item.image, result.maps[method][i]) for method in methods]
+        strips.append(np.concatenate([x for panel in panels for x in (panel, gap)][:-1], axis=1))
+    shown = ", ".join(["the crop", *(METHOD_TITLES[m] for m in methods)])
+    return plot_image_grid(
+        strips,
+        [
+            f"{item.true_label}\nE={item.prediction.error:.2f} A={item.prediction.output:.2f} -> {item.predicted}"
+            for item in items
+        ],
+        path,
+        (title or "Wrong predictions, highest error first") + f"\neach: {shown} superimposed",
+        columns=per_row,
+        tile_inches=1.05 * (1 + len(methods)),
+        fontsize=8,
+        title_colors=["#b71c1c"] * len(items),
     )
-    subfigs = np.atleast_1d(fig.subfigures(rows, per_row, squeeze=False)).ravel()
-    for sub in subfigs[len(items) :]:
-        sub.set_visible(False)
-    for i, (item, sub) in enumerate(zip(items, subfigs, strict=False)):
-        p = item.prediction
-        axes = sub.subplots(1, panels)
-        axes = np.atleast_1d(axes)
-        axes[0].imshow(item.image.astype("uint8"))
-        axes[0].set_title("crop", fontsize=7)
-        for j, method in enumerate(methods):
-            axes[1 + j].imshow(overlay(item.image, result.maps[method][i]))
-            axes[1 + j].set_title(METHOD_TITLES[method], fontsize=7)
-        for ax in axes:
-            ax.axis("off")
-        sub.suptitle(
-            f"{item.true_label}\nE={p.error:.2f} A={p.output:.2f} -> {item.predicted}", fontsize=8, color="#b71c1c"
-        )
-    fig.suptitle(title or "Wrong predictions, highest error first", fontsize=12)
-    return save_figure(fig, path)
 
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
