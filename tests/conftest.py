@@ -70,18 +70,19 @@ def run_cli(
     cwd: Path | None = None,
     timeout: float = 300,
     env: dict[str, str] | None = None,
-    subprocess_: bool = False,
+    subprocess_: bool | None = None,
 ) -> subprocess.CompletedProcess:
     """Run the ``toonvision`` command as a user would and return its exit code, standard output and error.
 
     Most verbs run inside this test process through typer's runner: each child process would spend ~5 s of
     CPU importing TensorFlow again, and ~100 calls made that a third of ``make test``. A call with ``env``,
     one of OWN_PROCESS's verbs (but for its ``--help``), or ``subprocess_=True`` runs ``python -m toonvision.cli``
-    in a child process.
+    in a child process; ``subprocess_=False`` keeps an OWN_PROCESS verb in this one, for a call that the test
+    knows ends before it starts any of theirs (a refused option, stages all done earlier).
     """
     verb = next((arg for arg in args if not arg.startswith("-")), "")
     own_process = verb in OWN_PROCESS and "--help" not in args  # help starts no Ray, Panda3D or server
-    if subprocess_ or env is not None or own_process:
+    if subprocess_ or env is not None or (own_process and subprocess_ is None):
         return subprocess.run(
             [sys.executable, "-m", "toonvision.cli", *args],
             capture_output=True,

@@ -303,7 +303,9 @@ def test_compare_through_ray_resumes_after_a_kill(ws):
     first = _results(out)
     assert 1 <= len(first) < 4, "the comparison should have been killed part-way"
     stamps = {n: (out / "results" / n).read_bytes() for n in first}
-    done = subprocess.run([*args, "--runs", "2"], capture_output=True, text=True, timeout=600)
+    # The resumed comparison in this test process (its private Ray started and shut down here): no second
+    # TensorFlow start-up.
+    done = run_cli(*args[3:], "--runs", "2", subprocess_=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert len(_results(out)) == 4
     assert all((out / "results" / n).read_bytes() == stamps[n] for n in first)  # finished runs kept
@@ -315,7 +317,8 @@ def test_compare_through_ray_resumes_after_a_kill(ws):
     assert summary["summary"]["baseline"]["accuracy"]["n"] == 2
     assert {t["metric"] for t in summary["tests"]} == {"accuracy", "loss"}
     assert "Mann-Whitney" in (out / "summary.md").read_text()
-    mismatch = subprocess.run([*args, "--runs", "2", "--config", "optimized"], capture_output=True, text=True)
+    # Refused before Ray starts: in this process.
+    mismatch = run_cli(*args[3:], "--runs", "2", "--config", "optimized", subprocess_=False)
     assert mismatch.returncode == 2 and "other settings" in mismatch.stderr
     # A kept model is evaluated on its run's own test split: the numbers its run recorded.
     kept = json.loads((out / "best" / "baseline.json").read_text())
