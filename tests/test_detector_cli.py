@@ -18,6 +18,7 @@ from PIL import Image
 from conftest import DETECT_OUTPUT, UNKNOWN_LABEL, run_cli
 from toonvision.data.workspace import Workspace
 from toonvision.learning.tasks import TASKS
+from toonvision.serving.thresholds import MAX_BOXES
 
 TRAIN = ("--task", "detect", "--imgsz", "128", "--batch-size", "4", "--split-seed", "0")
 
@@ -145,7 +146,14 @@ def test_predict_finds_boxes_in_a_screenshot_without_any(trained, tmp_path):
         assert p["detector_class"] in ("toon", "bossbot", "lawbot", "cashbot", "sellbot")
         assert 0 <= p["detector_score"] <= 1 and p["kind"] in ("cog", "toon") and len(p["box"]) == 4
         assert p["true_label"] is None
-    done = run_cli("predict", str(shot), "--root", str(trained.root), "--conf", "0")
+    # --max-det keeps the highest scores: the first of what the default 100 kept.
+    assert len(result["predictions"]) <= MAX_BOXES
+    done = run_cli("predict", str(shot), "--root", str(trained.root), "--conf", "0", "--max-det", "3", "--json")
+    assert done.returncode == 0, done.stderr
+    few = json.loads(done.stdout)["predictions"]
+    ranked = sorted(result["predictions"], key=lambda p: -p["detector_score"])
+    assert sorted((p["detector_score"] for p in few), reverse=True) == [p["detector_score"] for p in ranked[:3]]
+    done = run_cli("predict", str(shot), "--root", str(trained.root), "--conf", "0", "--max-det", "3")
     assert done.returncode == 0 and "detector" in done.stdout
     drawn = list((trained.runs / "predict").glob("shot*/shot.predicted.png"))
     assert drawn and Image.open(drawn[0]).size == (1280, 720)
@@ -153,7 +161,7 @@ def test_predict_finds_boxes_in_a_screenshot_without_any(trained, tmp_path):
     for mode in ("L", "RGBA"):
         odd = tmp_path / f"shot_{mode}.png"
         Image.open(shot).convert(mode).save(odd)
-        done = run_cli("predict", str(odd), "--root", str(trained.root), "--conf", "0", "--json")
+        done = run_cli("predict", str(odd), "--root", str(trained.root), "--conf", "0", "--max-det", "3", "--json")
         assert done.returncode == 0, done.stderr
 
 

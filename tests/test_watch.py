@@ -75,7 +75,9 @@ def one_error_line(done: subprocess.CompletedProcess, *words: str) -> None:
 def test_a_folder_gives_json_lines_and_annotated_frames(trained, shots, tmp_path):
     root = ("--root", str(trained.root))
     save = tmp_path / "frames"
-    done = run_cli("watch", "--source", str(shots), *root, "--conf", "0", "--fps", "0", "--save", str(save))
+    done = run_cli(
+        "watch", "--source", str(shots), *root, "--conf", "0", "--max-det", "5", "--fps", "0", "--save", str(save)
+    )
     assert done.returncode == 0, done.stderr
     records = lines(done.stdout)
     assert [r["frame"] for r in records] == [0, 1, 2]  # the corrupt file is skipped, with a warning
@@ -105,7 +107,7 @@ def test_keras_models_named_on_the_command_line_are_used_as_given(trained, shots
     binary = next(p for p in (trained.runs / "train").iterdir() if p.name.startswith("binary")) / "model.keras"
     done = run_cli(
         "watch", "-s", str(shots), "--root", str(trained.root), "--detector", str(detector), "--model", str(binary),
-        "--max-frames", "1", "--fps", "0", "--conf", "0",
+        "--max-frames", "1", "--fps", "0", "--conf", "0", "--max-det", "5",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     header = " ".join(done.stderr.split())

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from toonvision.cli.common import (
     BoxScore,
+    MaxBoxes,
     Root,
     ServingDetector,
     ServingModels,
@@ -22,7 +23,7 @@ from toonvision.cli.common import (
     warn,
     workspace,
 )
-from toonvision.serving.thresholds import BOX_SCORE
+from toonvision.serving.thresholds import BOX_SCORE, MAX_BOXES
 
 
 def annotate(
@@ -38,6 +39,7 @@ def annotate(
     detector: ServingDetector = None,
     shipped: ShippedModels = True,
     conf: BoxScore = BOX_SCORE,
+    max_det: MaxBoxes = MAX_BOXES,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be written; write nothing.")] = False,
     refresh: Annotated[
         bool,
@@ -95,7 +97,12 @@ def annotate(
             raise fail(f"--rank {rank!r}: the one ranking is 'uncertain'")
         loading = [
             name
-            for name, given in (("--model", model), ("--detector", detector), ("--no-shipped", not shipped))
+            for name, given in (
+                ("--model", model),
+                ("--detector", detector),
+                ("--no-shipped", not shipped),
+                ("--max-det", max_det != MAX_BOXES),
+            )
             if given
         ]
         if loading:
@@ -106,11 +113,25 @@ def annotate(
         raise fail("--review goes with --rank uncertain")
     if any_detector and not refresh:
         raise fail("--any-detector goes with --refresh")
-    annotate_folder(ws, folder, states, fmt, model, detector, conf, dry_run, refresh, any_detector, shipped)
+    annotate_folder(
+        ws, folder, states, fmt, model, detector, conf, dry_run, refresh, any_detector, shipped, max_det=max_det
+    )
 
 
 def annotate_folder(
-    ws, folder, states, fmt, model, detector, conf, dry_run, refresh, any_detector, shipped: bool = True
+    ws,
+    folder,
+    states,
+    fmt,
+    model,
+    detector,
+    conf,
+    dry_run,
+    refresh,
+    any_detector,
+    shipped: bool = True,
+    *,
+    max_det: int = MAX_BOXES,
 ) -> None:
     from toonvision.data.game_rules import flag_rules
     from toonvision.data.taxonomy import TASKS, all_labels
@@ -120,7 +141,9 @@ def annotate_folder(
     if fmt not in FORMATS:
         raise fail(f"--format {fmt!r}: choose from {', '.join(FORMATS)}")
     try:
-        pipe = Pipeline.load(ws.root, models=model or [], detector=detector, conf=conf, shipped=shipped)
+        pipe = Pipeline.load(
+            ws.root, models=model or [], detector=detector, conf=conf, shipped=shipped, max_det=max_det
+        )
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
     if pipe.detector is None:
@@ -141,6 +164,7 @@ def annotate_folder(
         folder=folder,
         format=fmt,
         conf=conf,
+        max_det=max_det,
         dry_run=dry_run,
         refresh=refresh,
         screenshots=f"{len(steps)} ({len(todo)} to write)",

@@ -54,6 +54,15 @@ ShippedModels = Annotated[
     ),
 ]
 BoxScore = Annotated[float, typer.Option("--conf", min=0.0, max=1.0, help="Detector score a box needs to be kept.")]
+MaxBoxes = Annotated[
+    int,
+    typer.Option(
+        "--max-det",
+        min=1,
+        help="Boxes the detector keeps per screenshot at most, the highest scores (a bot after the surest few, "
+        "or a low --conf on a weak detector).",
+    ),
+]
 Epochs = Annotated[int, typer.Option(help="Epochs to train (the spec: 25; its optimizer comparison: 20).")]
 Precision = Annotated[
     str,

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from toonvision.cli.common import (
     BoxScore,
+    MaxBoxes,
     Root,
     ServingDetector,
     ServingModels,
@@ -22,7 +23,7 @@ from toonvision.cli.common import (
     tensorflow,
     workspace,
 )
-from toonvision.serving.thresholds import BOX_SCORE
+from toonvision.serving.thresholds import BOX_SCORE, MAX_BOXES
 
 EXPORT_FORMATS = ("onnx",)
 
@@ -44,6 +45,7 @@ def predict(
     detector: ServingDetector = None,
     shipped: ShippedModels = True,
     conf: BoxScore = BOX_SCORE,
+    max_det: MaxBoxes = MAX_BOXES,
 ) -> None:
     """Classify what is on screen: for each box, Cog or Toon, for Cogs the suit and the name, for Toons the animal.
 
@@ -68,7 +70,13 @@ def predict(
     needing = [t for t in targets if t.detect]
     try:
         pipe = Pipeline.load(
-            ws.root, models=model or [], detector=detector, conf=conf, with_detector=bool(needing), shipped=shipped
+            ws.root,
+            models=model or [],
+            detector=detector,
+            conf=conf,
+            with_detector=bool(needing),
+            shipped=shipped,
+            max_det=max_det,
         )
         if needing and pipe.detector is None:
             raise fail(

@@ -14,6 +14,7 @@ import typer
 
 from toonvision.cli.common import (
     BoxScore,
+    MaxBoxes,
     Root,
     ServingDetector,
     ServingModels,
@@ -24,7 +25,7 @@ from toonvision.cli.common import (
     warn,
     workspace,
 )
-from toonvision.serving.thresholds import BOX_SCORE, COLLECT_PER_MINUTE
+from toonvision.serving.thresholds import BOX_SCORE, COLLECT_PER_MINUTE, MAX_BOXES
 
 if TYPE_CHECKING:  # the CLI starts without numpy: the serving stage is imported when a verb runs
     from toonvision.serving.collect import Collector
@@ -48,6 +49,7 @@ def watch(
     detector: ServingDetector = None,
     shipped: ShippedModels = True,
     conf: BoxScore = BOX_SCORE,
+    max_det: MaxBoxes = MAX_BOXES,
     region: Annotated[
         str | None, typer.Option(help="The part of the screen to watch: x,y,width,height in pixels.")
     ] = None,
@@ -123,7 +125,13 @@ def watch(
         threads = threads or leave_a_core()
         ws = workspace(root)
         pipe = Pipeline.load(
-            ws.root, models=model or [], detector=detector, conf=conf, threads=threads, shipped=shipped
+            ws.root,
+            models=model or [],
+            detector=detector,
+            conf=conf,
+            threads=threads,
+            shipped=shipped,
+            max_det=max_det,
         )
         if pipe.detector is None:
             raise ValueError(f"no trained detector in {ws.runs}: train one with 'toonvision train --task detect'")

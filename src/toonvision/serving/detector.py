@@ -25,7 +25,7 @@ from toonvision.learning.model_files import ModelError, load_keras_model, locate
 from toonvision.learning.models import forward_function
 from toonvision.learning.tasks import is_detector
 from toonvision.serving.inference import onnx_metadata, onnx_session
-from toonvision.serving.thresholds import BOX_SCORE
+from toonvision.serving.thresholds import BOX_SCORE, MAX_BOXES
 
 
 class Detector:
@@ -38,7 +38,7 @@ class Detector:
         *,
         input_size: tuple[int, int] | None = None,
         threshold: float = BOX_SCORE,
-        top_k: int = 100,
+        top_k: int = MAX_BOXES,
     ) -> None:
         self.model = model
         self.classes = list(classes)
@@ -68,12 +68,14 @@ class Detector:
         path: str | Path,
         *,
         threshold: float = BOX_SCORE,
+        max_det: int = MAX_BOXES,
         threads: int | None = None,
         spin: bool = False,
         root: Path | None = None,
     ) -> Detector:
-        """Load a detector run folder, its ``model.keras`` or an ``.onnx`` export. FileNotFoundError when there is
-        no such model; ModelError (a ValueError) when it is not a detector (a classifier, say)."""
+        """Load a detector run folder, its ``model.keras`` or an ``.onnx`` export, keeping at most ``max_det``
+        boxes a screenshot. FileNotFoundError when there is no such model; ModelError (a ValueError) when it is not
+        a detector (a classifier, say)."""
         try:
             source = locate_model(path, root)
         except ModelError as exc:
@@ -85,7 +87,7 @@ class Detector:
             meta = onnx_metadata(session)
             if not is_detector(meta.get("task")):
                 raise ModelError(f"{source.path} is a {meta.get('task') or 'non-ToonVision'} model, not a detector")
-            return cls(session, meta["classes"], input_size=tuple(meta["size"]), threshold=threshold)
+            return cls(session, meta["classes"], input_size=tuple(meta["size"]), threshold=threshold, top_k=max_det)
         if source.task is not None and not source.is_detector:
             raise ModelError(
                 f"{source.path} is a {source.task} classifier, not a detector (train one with --task detect)"
@@ -98,7 +100,7 @@ class Detector:
         model = load_keras_model(source.keras_file())
         if len(model.output_shape) != 4:
             raise ModelError(f"{source.path} is a classifier, not a detector")
-        return cls(model, classes, threshold=threshold)
+        return cls(model, classes, threshold=threshold, top_k=max_det)
 
     def names(self, classes: Sequence[int]) -> list[str]:
         return [self.classes[int(c)] for c in classes]

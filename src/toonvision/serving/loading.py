@@ -19,7 +19,7 @@ from toonvision.learning.cluster import first_line
 from toonvision.learning.model_files import ModelError, ModelSource, find_best_models, locate_model, newest_detector
 from toonvision.learning.tasks import DETECT, is_detector
 from toonvision.learning.zoo import RETRAIN
-from toonvision.serving.thresholds import BOX_SCORE
+from toonvision.serving.thresholds import BOX_SCORE, MAX_BOXES
 
 
 def _shipped(task: str, load: Callable[[], Any]) -> Any:
@@ -58,6 +58,7 @@ def load_models(
     threads: int | None = None,
     with_detector: bool = True,
     shipped: bool = True,
+    max_det: int = MAX_BOXES,
 ) -> tuple[Any | None, dict[str, Any], dict[str, str]]:
     """The detector (None when the workspace has none, none is named and none ships, or without
     ``with_detector``), the classifiers by task, and the file each came from (task -> path; "detect" for the
@@ -112,7 +113,7 @@ def load_models(
     if detector_file is not None:
 
         def load() -> Any:
-            return Detector.load(detector_file, threshold=conf, threads=threads)
+            return Detector.load(detector_file, threshold=conf, max_det=max_det, threads=threads)
 
         found = _shipped(DETECT, load) if is_shipped(detector_file) else load()
         used = {"detect": str(detector_file), **used}

@@ -29,7 +29,7 @@ from toonvision.data.detection import Detections, screenshot_array
 from toonvision.data.files import create_exclusive, write_bytes_atomic
 from toonvision.data.taxonomy import SUIT_BY_SHORT, TASKS, TOON_COLOR
 from toonvision.serving.labeling import Evidence, Informed, cog_probability, decide
-from toonvision.serving.thresholds import BOX_SCORE
+from toonvision.serving.thresholds import BOX_SCORE, MAX_BOXES
 
 ANNOTATION_FORMATS = ("voc", "yolo", "createml")
 ANNOTATION_SUFFIX = {"voc": ".xml", "yolo": ".txt", "createml": ".json"}
@@ -318,17 +318,19 @@ class Pipeline:
         threads: int | None = None,
         with_detector: bool = True,
         shipped: bool = True,
+        max_det: int = MAX_BOXES,
     ) -> Pipeline:
         """The models of the workspace at ``root``: for each task the best classifier (highest test accuracy)
         and the newest detector, their ONNX exports where there are some; ``models`` (run folders, .keras or
         .onnx files, a detector among them if wished) and ``detector`` replace those of their task, and the
         workspace fills in the other tasks, and the models ToonVision ships fill in what the workspace lacks (unless
-        ``shipped=False``); ``with_detector=False`` loads classifiers only. ModelError (a ValueError) or
+        ``shipped=False``); ``with_detector=False`` loads classifiers only; the detector keeps at most ``max_det``
+        boxes a screenshot, the highest scores. ModelError (a ValueError) or
         FileNotFoundError says what is wrong."""
         from toonvision.serving.loading import load_models
 
         found, classifiers, used = load_models(
-            Path(root), list(models), detector, conf, threads, with_detector, shipped
+            Path(root), list(models), detector, conf, threads, with_detector, shipped, max_det
         )
         return cls(classifiers, found, models=used)
 
