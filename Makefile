@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(BIN)/toonvision demo --root $(DEMO_ROOT)
 
 test: lint
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks tools

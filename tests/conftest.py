@@ -23,6 +23,24 @@ os.environ["COLUMNS"] = "200"
 # over all of them runs every few thousand allocations, about a tenth of the suite's time. Rarer ones.
 gc.set_threshold(100_000, 50, 100)
 
+# Groups of tests whose Ray must not run beside another of the same group (see test_compare_ray.py).
+RAY_GROUPS = ("ray", "ray-cluster")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The longest work first: the slow tests (the demo's two minutes), then the Ray groups, then the rest in
+    file order. make test hands tests out in this order (xdist's --no-loadscope-reorder): so one worker runs the
+    demo while the other gets through the Ray tests and builds the shared trained workspace, instead of both
+    reaching it at once and one waiting half a minute for the other to build it."""
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("slow"):
+            return 0
+        group = item.get_closest_marker("xdist_group")
+        return 1 if group is not None and group.args and group.args[0] in RAY_GROUPS else 2
+
+    items.sort(key=rank)
+
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:

@@ -67,11 +67,11 @@ def test_demo_quick_writes_a_report_and_keeps_the_users_files(tmp_path):
     Image.fromarray(np.full((90, 40, 3), 200, dtype=np.uint8)).save(own_crop)
     digests = {p.name: sha(p) for p in (shot, xml, own_crop)}
 
-    first = run_cli("demo", "--quick", "--epochs", "2", "--root", str(root), timeout=900)
+    first = run_cli("demo", "--quick", "--epochs", "1", "--root", str(root), timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "What the demo found" in first.stdout and "Time per stage" in first.stdout
     report = recorded_report(ws)
-    experiment = root / "runs" / "compare" / "demo-2x2"
+    experiment = root / "runs" / "compare" / "demo-2x1"
     assert report == experiment / "report" / "report.html" and str(report) in first.stdout.replace("\n", "")
     page = report.read_text()
     for section in SECTIONS:
@@ -112,7 +112,7 @@ def test_demo_quick_writes_a_report_and_keeps_the_users_files(tmp_path):
     # first report and its pictures stay as they were); the user's files are intact.
     first_report = {p.name: sha(p) for p in report.parent.iterdir()}
     # Every stage but the report is done: nothing starts Ray or the renderer, so in this process.
-    second = run_cli("demo", "--quick", "--epochs", "2", "--root", str(root), subprocess_=False)
+    second = run_cli("demo", "--quick", "--epochs", "1", "--root", str(root), subprocess_=False)
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stdout.count("skipped") >= 10
     assert recorded_report(ws) == experiment / "report-2" / "report.html"
