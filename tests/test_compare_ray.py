@@ -129,7 +129,7 @@ def test_a_run_that_keeps_failing_is_recorded_and_retried_next_time(ws, crash_sw
     assert "## Failed runs" in (out / "summary.md").read_text()
     # The keeper judged the failed run and went on: nothing waits, run 0's model at least is kept.
     assert json.loads((out / "best.json").read_text())["next_run"] == 3
-    assert not list((out / "pending").glob("*.npz")) and (out / "best" / "baseline.keras").is_file()
+    assert not list((out / "pending").iterdir()) and (out / "best" / "baseline.keras").is_file()
     printed = capsys.readouterr()
     assert "warning: 1 run failed (run 1 baseline)" in " ".join(printed.err.split())
     assert "run 1 baseline failed: its worker died" in " ".join(printed.out.split())
@@ -141,7 +141,7 @@ def test_a_run_that_keeps_failing_is_recorded_and_retried_next_time(ws, crash_sw
     assert summary["failed"] == [] and summary["summary"]["baseline"]["accuracy"]["n"] == 3
     assert not json.loads((out / "results" / "run0001_baseline.json").read_text())["failed"]
     assert all((out / "results" / n).read_bytes() == b for n, b in before.items())
-    assert not list((out / "pending").glob("*.npz"))
+    assert not list((out / "pending").iterdir())
     assert "## Failed runs" not in (out / "summary.md").read_text()
 
 
@@ -195,8 +195,20 @@ def test_compare_beside_a_running_ray_start(ws, ray_tmp):
         assert address_file.exists(), "ray start did not come up"
         there = {"RAY_TMPDIR": str(ray_tmp)}  # where a bare ray.init() finds it
         # ... and RAY_ADDRESS naming a dead one: following either would be wrong, following the dead one fails.
-        beside = _compare(ws, "beside", env={**there, "RAY_ADDRESS": f"127.0.0.1:{_free_port()}"})
-        assert beside.returncode == 0, beside.stdout + beside.stderr
+        # -X importtime lists every module the driver imports (on stderr; the workers are other processes).
+        command = ["compare", "--root", str(ws.root), *SMALL, "--name", "beside"]
+        beside = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "toonvision.cli", *command],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "COLUMNS": "200", **there, "RAY_ADDRESS": f"127.0.0.1:{_free_port()}"},
+        )
+        assert beside.returncode == 0, beside.stdout + beside.stderr[-3000:]
+        # The driver never loads TensorFlow: the workers train and send each model back as a .keras archive.
+        imported = [line.rsplit("|", 1)[-1].strip() for line in beside.stderr.splitlines() if "import time:" in line]
+        assert "ray" in imported and "tensorflow" not in imported and "keras" not in imported
+        assert (ws.runs / "compare" / "beside" / "best" / "baseline.keras").is_file()
         # Ray sends its authentication token (ray start made one) to a given address only when told to.
         address = f"127.0.0.1:{port}"
         refused = _compare(ws, "refused", "--address", address, env={**there, "RAY_AUTH_MODE": "disabled"})
@@ -205,6 +217,7 @@ def test_compare_beside_a_running_ray_start(ws, ray_tmp):
             joined = _compare(ws, name, "--address", how, env={**there, **extra})
             assert joined.returncode == 0, joined.stdout + joined.stderr
             assert (ws.runs / "compare" / name / "results" / "run0000_baseline.json").is_file()
+            assert (ws.runs / "compare" / name / "best" / "baseline.keras").is_file()
     finally:
         head.send_signal(signal.SIGTERM)  # --block: ray start ends the processes it started
         try:

@@ -312,7 +312,7 @@ def test_compare_through_ray_resumes_after_a_kill(ws):
     for name in ("history.png", "boxplots.png", "summary.md", "summary.json", "best.json"):
         assert (out / name).stat().st_size > 0, name
     assert sorted(p.name for p in (out / "best").glob("*.keras")) == ["article.keras", "baseline.keras"]
-    assert not list((out / "pending").glob("*.npz"))  # judged results leave no weights behind
+    assert not list((out / "pending").iterdir())  # judged results leave no weights behind
     summary = json.loads((out / "summary.json").read_text())
     assert summary["summary"]["baseline"]["accuracy"]["n"] == 2
     assert {t["metric"] for t in summary["tests"]} == {"accuracy", "loss"}
@@ -326,6 +326,27 @@ def test_compare_through_ray_resumes_after_a_kill(ws):
     assert evaluated.returncode == 0, evaluated.stderr
     test = json.loads((out / "best" / "evaluate" / "baseline" / "evaluation.json").read_text())["test"]
     assert test["n"] == kept["test"]["n"] and test["loss"] == pytest.approx(kept["test"]["loss"], abs=1e-6)
+
+
+def test_a_model_an_older_toonvision_left_pending_as_weights_is_still_kept(tmp_path):
+    """Before the workers sent whole models, a judged run's weights waited in pending/ as .npz: a comparison
+    killed then and resumed now keeps its model all the same."""
+    from dataclasses import replace
+
+    from toonvision.learning.experiments import Experiment, Keeper, RunResult, pending_path
+    from toonvision.learning.training import build
+
+    cfg = TrainConfig(name="baseline", epochs=1)
+    exp = Experiment("old", configs=(cfg,), runs=1)
+    out = tmp_path / "old"
+    model = build(replace(cfg, seed=exp.run_seed(0)))
+    pending_path(out, 0, "baseline").parent.mkdir(parents=True)
+    np.savez(pending_path(out, 0, "baseline", ".npz"), *model.get_weights())
+    result = RunResult(0, "baseline", exp.run_seed(0), {}, {"loss": 0.5, "accuracy": 0.9}, 1.0)
+    assert Keeper(out, exp).offer(result) == ["run 0: new best baseline (test loss 0.5000, accuracy 0.9000)"]
+    kept = keras.models.load_model(out / "best" / "baseline.keras")
+    assert all(np.array_equal(a, b) for a, b in zip(kept.get_weights(), model.get_weights(), strict=True))
+    assert not list((out / "pending").iterdir())
 
 
 def test_classifier_api_matches_model_predict(ws):

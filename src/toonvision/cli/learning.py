@@ -580,13 +580,12 @@ def run_comparison(
 
 
 def _run_comparison(ws: Workspace, exp: Experiment, *, workers: int, threads: int, address: str | None) -> Path:
-    from toonvision.learning.cluster import RayUnavailable
-    from toonvision.learning.experiments import run_experiment, write_summary
-
-    tensorflow()
+    # No TensorFlow here: the Ray workers train and send back each model as a .keras archive.
     from rich.text import Text
 
     from toonvision.figures.training import draw_experiment
+    from toonvision.learning.cluster import RayUnavailable
+    from toonvision.learning.experiments import run_experiment, write_summary
 
     out = ws.runs / "compare" / exp.name
     with progress() as bar:

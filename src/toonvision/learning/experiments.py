@@ -14,7 +14,6 @@ not finish is recorded as failed in its result file, the other runs go on, and t
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import platform
@@ -35,7 +34,7 @@ from toonvision.data.splitting import plan_kfold, plan_split
 from toonvision.learning.cluster import CONNECT_SECONDS as CONNECT_SECONDS
 from toonvision.learning.cluster import RayUnavailable as RayUnavailable
 from toonvision.learning.cluster import death_reason, first_line, ray_session
-from toonvision.learning.training import TrainConfig, build, fit, save_model
+from toonvision.learning.training import TrainConfig, build, fit, keras_archive
 
 if TYPE_CHECKING:
     from toonvision.data.workspace import Workspace
@@ -93,11 +92,13 @@ class RunResult:
     worker: str = ""
     precision: str = "float32"  # what the worker computed in ("auto" resolved on its CPU)
     failed: str = ""  # why the run has no numbers (its worker kept dying, or training raised); empty: it finished
-    weights: list[np.ndarray] | None = field(default=None, repr=False)
+    # The trained model as a .keras archive, made by the worker: the driver only moves bytes, so it never
+    # imports TensorFlow (5 s of a compare's start, and its memory).
+    model: bytes | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d.pop("weights")
+        d.pop("model")
         return d
 
 
@@ -122,6 +123,10 @@ def train_job(x: np.ndarray, y: np.ndarray, samples_meta: list, job: Job, worker
 
     start = time.perf_counter()
     result = fit(job.config, part(job.train_idx), part(job.val_idx), part(job.test_idx))
+    # The kept-model candidate as the keeper writes it: the run's configuration built afresh (compiled, no
+    # optimizer state) with the trained weights.
+    kept = build(job.config)
+    kept.set_weights(result.model.get_weights())
     return RunResult(
         run=job.run,
         config=job.config.name,
@@ -131,7 +136,7 @@ def train_job(x: np.ndarray, y: np.ndarray, samples_meta: list, job: Job, worker
         seconds=time.perf_counter() - start,
         worker=worker,
         precision=result.precision,
-        weights=result.model.get_weights(),
+        model=keras_archive(kept),
     )
 
 
@@ -145,31 +150,42 @@ def result_path(out: Path, run: int, config: str) -> Path:
     return out / RESULTS / f"run{run:04d}_{config.replace(':', '-')}.json"
 
 
-def pending_path(out: Path, run: int, config: str) -> Path:
-    return out / "pending" / f"run{run:04d}_{config.replace(':', '-')}.npz"
+def pending_path(out: Path, run: int, config: str, suffix: str = ".keras") -> Path:
+    return out / "pending" / f"run{run:04d}_{config.replace(':', '-')}{suffix}"
 
 
 def save_pending(out: Path, result: RunResult) -> None:
-    """Keep a result's weights until the keeper has judged it (it may have to wait for earlier runs, and
+    """Keep a result's model until the keeper has judged it (it may have to wait for earlier runs, and
     the process may be killed meanwhile)."""
-    buf = io.BytesIO()
-    np.savez(buf, *result.weights)
-    write_bytes_atomic(pending_path(out, result.run, result.config), buf.getvalue())
+    assert result.model is not None
+    write_bytes_atomic(pending_path(out, result.run, result.config), result.model)
 
 
-def load_pending(out: Path, result: RunResult) -> list[np.ndarray] | None:
+def load_pending(out: Path, result: RunResult, cfg: TrainConfig) -> bytes | None:
+    """A judged result's model archive; from the weights an older ToonVision kept (``.npz``), built here."""
     path = pending_path(out, result.run, result.config)
-    if not path.exists():
+    if path.exists():
+        return path.read_bytes()
+    legacy = pending_path(out, result.run, result.config, ".npz")
+    if not legacy.exists():
         return None
-    with np.load(path) as data:
-        return [data[f"arr_{i}"] for i in range(len(data.files))]
+    with np.load(legacy) as data:
+        weights = [data[f"arr_{i}"] for i in range(len(data.files))]
+    model = build(cfg)
+    model.set_weights(weights)
+    return keras_archive(model)
+
+
+def drop_pending(out: Path, run: int, config: str) -> None:
+    for suffix in (".keras", ".npz"):
+        pending_path(out, run, config, suffix).unlink(missing_ok=True)
 
 
 def load_results(out: Path) -> list[RunResult]:
     results = []
     for path in sorted((out / RESULTS).glob("run*.json")):
         data = read_json(path)
-        results.append(RunResult(**{k: v for k, v in data.items() if k != "weights"}))
+        results.append(RunResult(**{k: v for k, v in data.items() if k not in ("model", "weights")}))
     return results
 
 
@@ -213,7 +229,7 @@ class Keeper:
         if result.run < self.next_run:
             # A retry of a run an earlier session judged as failed: the rule has moved past it, so its numbers
             # count in the statistics but it cannot become the kept model.
-            pending_path(self.out, result.run, result.config).unlink(missing_ok=True)
+            drop_pending(self.out, result.run, result.config)
             return []
         self.pending[(result.run, result.config)] = result
         return self._advance()
@@ -230,27 +246,27 @@ class Keeper:
                 loss, acc = result.test.get("loss", float("inf")), result.test.get("accuracy", -1.0)
                 if loss < best.loss and acc > best.accuracy:
                     self.best[n] = Best(loss, acc, result.run)
-                    weights = result.weights if result.weights is not None else load_pending(self.out, result)
-                    if weights is not None:
-                        self._save(n, result, weights)
+                    archive = result.model or load_pending(self.out, result, self._config(n, result.seed))
+                    if archive is not None:
+                        self._save(n, result, archive)
                     messages.append(f"run {result.run}: new best {n} (test loss {loss:.4f}, accuracy {acc:.4f})")
             self.next_run += 1
             write_json(
                 self.state_path, {"next_run": self.next_run, "best": {k: asdict(v) for k, v in self.best.items()}}
             )
-            for n in names:  # judged: the weights are either in best/ now or not needed
-                pending_path(self.out, self.next_run - 1, n).unlink(missing_ok=True)
+            for n in names:  # judged: the model is either in best/ now or not needed
+                drop_pending(self.out, self.next_run - 1, n)
         return messages
 
-    def _save(self, name: str, result: RunResult, weights: list[np.ndarray]) -> None:
-        cfg = next(c for c in self.exp.configs if c.name == name)
-        model = build(replace(cfg, seed=result.seed))
-        model.set_weights(weights)
+    def _config(self, name: str, seed: int) -> TrainConfig:
+        return replace(next(c for c in self.exp.configs if c.name == name), seed=seed)
+
+    def _save(self, name: str, result: RunResult, archive: bytes) -> None:
         folder = self.out / "best"
         folder.mkdir(parents=True, exist_ok=True)
         stem = name.replace(":", "-")
-        save_model(model, folder / f"{stem}.keras")
-        write_json(folder / f"{stem}.json", {**result.to_dict(), "config": replace(cfg, seed=result.seed).to_dict()})
+        write_bytes_atomic(folder / f"{stem}.keras", archive)
+        write_json(folder / f"{stem}.json", {**result.to_dict(), "config": self._config(name, result.seed).to_dict()})
         if result.run < len(self.plans):
             write_json(folder / f"{stem}.split.json", self.plans[result.run])
 
@@ -371,7 +387,7 @@ def _train(
             )
         idle.append(actor)
         if not result.failed:
-            save_pending(out, result)  # weights first: a result on disk always has them until judged
+            save_pending(out, result)  # the model first: a result on disk always has it until judged
         write_json(result_path(out, result.run, result.config), result.to_dict())
         messages = keeper.offer(result)
         if on_result:

@@ -358,14 +358,20 @@ def _targets(y: np.ndarray, task: str) -> np.ndarray:
 # --- run folders ---
 
 
-def save_model(model: keras.Model, path: Path) -> Path:
-    """Save atomically. Keras writes the archive into a private temporary folder (it insists on a ``.keras``
-    name, so a killed save could not leave a temporary name that the workspace's clean-up knows), and its
-    bytes then replace ``path`` with :func:`~toonvision.data.files.write_bytes_atomic`."""
+def keras_archive(model: keras.Model) -> bytes:
+    """The model as the bytes of a ``.keras`` file. Keras writes the archive into a private temporary folder
+    (it insists on a ``.keras`` name, so a killed save could not leave a temporary name that the workspace's
+    clean-up knows)."""
     with tempfile.TemporaryDirectory(prefix="toonvision-") as folder:
-        saved = Path(folder) / path.name
+        saved = Path(folder) / "model.keras"
         model.save(saved)
-        write_bytes_atomic(path, saved.read_bytes())
+        return saved.read_bytes()
+
+
+def save_model(model: keras.Model, path: Path) -> Path:
+    """Save atomically: :func:`keras_archive`'s bytes replace ``path`` with
+    :func:`~toonvision.data.files.write_bytes_atomic`."""
+    write_bytes_atomic(path, keras_archive(model))
     return path
 
 
