@@ -271,6 +271,12 @@ def test_watch_collect_on_the_command_line(tmp_path, monkeypatch):
     assert done.exit_code == 2 and len(done.stderr.strip().splitlines()) == 1 and "is a file" in done.stderr
     assert loads == []  # refused before any model loaded
 
+    done = invoke(*common, "--collect-format", "yolo")
+    assert done.exit_code == 2 and done.stderr.strip().splitlines() == [
+        "error: --collect-format goes with --collect DIR (the folder to keep unsure frames in)"
+    ]
+    done = invoke(*common, "--collect", queue, "--collect-format", "coco")
+    assert done.exit_code == 2 and "choose from voc, yolo, createml" in done.stderr and not queue.exists()
     done = invoke(*common, "--collect", queue, "--collect-per-minute", "1")
     assert done.exit_code == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
@@ -278,6 +284,15 @@ def test_watch_collect_on_the_command_line(tmp_path, monkeypatch):
     summary = " ".join(done.stderr.split())
     assert f"collected: 1 frames into {queue} (label-flip 1); skipped 1 near-duplicate, 1 over the cap" in summary
     assert len(list(queue.glob("*.xml"))) == 1
+    # In the format the user's queue is labelled in: YOLO, its classes.txt beside.
+    yolo = tmp_path / "yolo"
+    done = invoke(*common, "--collect", yolo, "--collect-format", "yolo")
+    assert done.exit_code == 0, done.stderr
+    kept = sorted(yolo.glob("*.png"))
+    assert kept and (yolo / "classes.txt").is_file() and not list(yolo.glob("*.xml"))
+    for image in kept:
+        assert image.with_suffix(".txt").is_file()
+        assert review_state(image, find_annotation(image)).status == PRE_ANNOTATED
 
     # Models that cannot name every box cannot write a labelImg file: said in one line, nothing written.
     binary_only = Pipeline({"binary": Answers("binary", "toon")}, Scripted(walk))

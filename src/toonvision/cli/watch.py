@@ -93,6 +93,15 @@ def watch(
             show_default=False,
         ),
     ] = None,
+    collect_format: Annotated[
+        str | None,
+        typer.Option(
+            "--collect-format",
+            help="With --collect: the annotation written beside each kept frame: voc (labelImg's XML), yolo "
+            "(.txt with classes.txt) or createml (.json) [default: voc].",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No status line.")] = False,
 ) -> None:
     """Watch the screen live: every frame, find each Toon and Cog, and name it (Cog or Toon; a Cog's suit and
@@ -117,7 +126,7 @@ def watch(
         stop.set()  # finish the frame in hand, then the summary
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
 
-    check_outputs(out, save, collect, per_minute)
+    check_outputs(out, save, collect, per_minute, collect_format)
     previous = signal.signal(signal.SIGINT, interrupted)
     try:
         frames = open_source(source, region, loop, size, seed, window_title)
@@ -139,7 +148,7 @@ def watch(
             raise ValueError(f"no trained binary model in {ws.runs}: run 'toonvision train' or give --model")
         collector = None
         if collect is not None:
-            collector = open_collector(collect, pipe, conf, per_minute or COLLECT_PER_MINUTE)
+            collector = open_collector(collect, pipe, conf, per_minute or COLLECT_PER_MINUTE, collect_format)
     except (SourceError, OSError, ValueError, RuntimeError) as exc:
         signal.signal(signal.SIGINT, previous)
         raise fail(str(exc)) from None
@@ -192,7 +201,11 @@ def watch(
 
 
 def check_outputs(
-    out: Path | None, save: Path | None, collect: Path | None = None, per_minute: int | None = None
+    out: Path | None,
+    save: Path | None,
+    collect: Path | None = None,
+    per_minute: int | None = None,
+    collect_format: str | None = None,
 ) -> None:
     """--out must be a file in a folder that exists, --save and --collect folders (made when missing), apart:
     said before any model loads or frame is taken."""
@@ -203,8 +216,14 @@ def check_outputs(
             raise fail(f"--out {out}: the folder {out.parent} does not exist")
     if save is not None and save.exists() and not save.is_dir():
         raise fail(f"--save {save} is a file: give a folder for the drawn frames")
-    if per_minute is not None and collect is None:
-        raise fail("--collect-per-minute goes with --collect DIR (the folder to keep unsure frames in)")
+    for option, given in (("--collect-per-minute", per_minute), ("--collect-format", collect_format)):
+        if given is not None and collect is None:
+            raise fail(f"{option} goes with --collect DIR (the folder to keep unsure frames in)")
+    if collect_format is not None:
+        from toonvision.serving.pipeline import ANNOTATION_FORMATS
+
+        if collect_format not in ANNOTATION_FORMATS:
+            raise fail(f"--collect-format {collect_format!r}: choose from {', '.join(ANNOTATION_FORMATS)}")
     if collect is not None:
         if collect.exists() and not collect.is_dir():
             raise fail(f"--collect {collect} is a file: give a folder for the frames to review")
@@ -213,10 +232,10 @@ def check_outputs(
             raise fail("--save and --collect are the same folder: give each its own")
 
 
-def open_collector(folder: Path, pipe: Pipeline, conf: float, per_minute: int) -> Collector:
+def open_collector(folder: Path, pipe: Pipeline, conf: float, per_minute: int, fmt: str | None = None) -> Collector:
     """The collector of --collect; ValueError when the models cannot give every box a full label, which a
     labelImg file needs (as annotate needs it)."""
-    from toonvision.serving.collect import Collector
+    from toonvision.serving.collect import FORMAT, Collector
 
     missing = pipe.missing_for_full_labels()
     if missing:
@@ -224,7 +243,7 @@ def open_collector(folder: Path, pipe: Pipeline, conf: float, per_minute: int) -
             f"--collect writes labelImg files, which need a full label per box: train the {', '.join(missing)} "
             f"model{'s' if len(missing) > 1 else ''} ('toonvision train --task {missing[0]}') or give --model"
         )
-    return Collector(folder, conf=conf, per_minute=per_minute)
+    return Collector(folder, conf=conf, per_minute=per_minute, format=fmt or FORMAT)
 
 
 def open_source(

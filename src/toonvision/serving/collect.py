@@ -37,7 +37,7 @@ from toonvision.data.detection import iou_matrix, screenshot_array
 from toonvision.data.files import create_exclusive
 from toonvision.data.review import UNLABELLED, ReviewState, sidecar_path
 from toonvision.data.taxonomy import all_labels
-from toonvision.serving.annotate import SUFFIX, Changed, Proposal, Step, write_proposal
+from toonvision.serving.annotate import FORMATS, SUFFIX, Changed, Proposal, Step, write_proposal
 from toonvision.serving.pipeline import BoxResult, Pixels
 from toonvision.serving.thresholds import BOX_SCORE, COLLECT_LABEL_BELOW, COLLECT_PER_MINUTE, COLLECT_SCORE_MARGIN
 from toonvision.serving.watch import FrameRecord
@@ -47,7 +47,7 @@ TRACK_IOU = 0.3  # a box continues a track from the last frame when they overlap
 FLIP_FRAMES = 5  # a track remembers its labels of this many frames, and is forgotten after as many unseen
 NEAR_DUPLICATE = 0.02  # mean difference (0-1) of two grey thumbnails below which two frames show the same thing
 THUMBNAIL = (32, 18)  # small enough that a few pixels of noise or a blinking nametag do not count as a change
-FORMAT = "voc"  # labelImg's own format, which both labelImg and toonvision review open
+FORMAT = "voc"  # labelImg's own format, which both labelImg and toonvision review open (yolo, createml too)
 WINDOW = 60.0  # seconds over which per_minute is counted
 
 
@@ -122,6 +122,7 @@ class Collector:
     conf: float = BOX_SCORE
     per_minute: int = COLLECT_PER_MINUTE
     clock: Callable[[], float] = time.monotonic
+    format: str = FORMAT  # of the annotation beside each kept frame: the one the user's queue is labelled in
     tracker: Tracker = field(default_factory=Tracker)
     kept: list[Kept] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)  # reason -> frames kept that it was given for
@@ -135,6 +136,8 @@ class Collector:
     def __post_init__(self) -> None:
         if self.per_minute < 1:
             raise ValueError(f"per_minute must be at least 1, not {self.per_minute}")
+        if self.format not in FORMATS:
+            raise ValueError(f"unknown annotation format {self.format!r} (choose from {', '.join(FORMATS)})")
         self.folder = Path(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)  # now, so that a folder that cannot be made is said first
 
@@ -204,11 +207,11 @@ class Collector:
                 "conf": self.conf,
             }
         }
-        step = Step(ReviewState(image, None, UNLABELLED, None), "write", FORMAT)
+        step = Step(ReviewState(image, None, UNLABELLED, None), "write", self.format)
         try:
             annotation = write_proposal(step, Proposal(results), results.models, self._labels, extra=extra)
         except Exception:
-            if not image.with_suffix(SUFFIX[FORMAT]).exists():  # nothing of a person's here: take back ours
+            if not image.with_suffix(SUFFIX[self.format]).exists():  # nothing of a person's here: take back ours
                 for path in (sidecar_path(image), image):
                     with contextlib.suppress(FileNotFoundError):
                         path.unlink()
@@ -221,7 +224,7 @@ class Collector:
         n = 1
         while True:
             image = self.folder / f"{stem if n == 1 else f'{stem}-{n}'}.png"
-            taken = (image, image.with_suffix(SUFFIX[FORMAT]), sidecar_path(image))
+            taken = (image, image.with_suffix(SUFFIX[self.format]), sidecar_path(image))
             if not any(path.exists() for path in taken) and create_exclusive(image, data):
                 return image
             n += 1
