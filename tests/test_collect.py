@@ -175,6 +175,8 @@ def test_nothing_is_written_over_an_existing_file(tmp_path):
 class Scripted:
     """A detector that finds, on its n-th frame, the n-th entry of ``frames``: (boxes, every class's score)."""
 
+    threshold = 0.3
+
     def __init__(self, frames):
         self.classes, self.frames, self.calls = list(SUITS5), frames, 0
 
@@ -182,7 +184,8 @@ class Scripted:
         boxes, scores = self.frames[min(self.calls, len(self.frames) - 1)]
         self.calls += 1
         scores = np.asarray(scores, np.float32).reshape(len(boxes), len(self.classes))
-        return Detections(np.asarray(boxes, np.float32).reshape(-1, 4), scores.argmax(1), scores.max(1), scores)
+        found = Detections(np.asarray(boxes, np.float32).reshape(-1, 4), scores.argmax(1), scores.max(1), scores)
+        return found.above(self.threshold if threshold is None else threshold)
 
 
 class Answers:
@@ -229,6 +232,25 @@ def test_the_watch_loop_feeds_the_collector(tmp_path):
     (record,) = watch([("odd.png", frame(9))], pipeline(Scripted(odd)), fps=0, keep_image=True)
     assert record.results.boxes[0].conflict
     assert "conflict" in Collector(tmp_path / "odd", clock=Clock()).add(record).reasons
+
+
+def test_a_toon_the_detector_almost_saw_keeps_its_frame(tmp_path):
+    """No box above the threshold, a peak just below it: a frame to review all the same, nothing proposed and the
+    near miss in its sidecar (a Toon to draw). Two such frames of different scenes are both kept."""
+    almost = [([(10, 10, 50, 100)], [[0.2, 0.02, 0.02, 0.02, 0.02]])]
+    frames = [("a.png", frame(1)), ("b.png", frame(2))]
+    records = list(watch(frames, pipeline(Scripted(almost)), fps=0, keep_image=True, near_misses=True))
+    assert [r.results.boxes for r in records] == [[], []]
+    assert records[0].results.near_misses == [((10, 10, 50, 100), pytest.approx(0.2))]
+    collector = Collector(tmp_path / "queue", clock=Clock())
+    kept = [collector.add(r) for r in records]
+    assert [k.reasons for k in kept] == [{"near-miss": [0]}, {"near-miss": [0]}]
+    assert read_voc(kept[0].annotation).boxes == []
+    assert read_sidecar(kept[0].image)["near_misses"][0]["box"] == [10, 10, 50, 100]
+    assert review_state(kept[0].image, find_annotation(kept[0].image)).status == PRE_ANNOTATED
+    # Watching without collecting looks for none (and finds nothing).
+    (plain,) = watch(frames[:1], pipeline(Scripted(almost)), fps=0)
+    assert plain.results.near_misses is None and plain.results.boxes == []
 
 
 # --- the command line ---

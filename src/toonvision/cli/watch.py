@@ -81,7 +81,8 @@ def watch(
         Path | None,
         typer.Option(
             help="Keep the frames where the models are unsure (a conflict, a label that flips, a score near --conf, "
-            "an unsure label) in this folder, pre-annotated for 'toonvision review'.",
+            "an unsure label, a Toon or Cog the detector almost saw) in this folder, pre-annotated for "
+            "'toonvision review'.",
         ),
     ] = None,
     per_minute: Annotated[
@@ -168,7 +169,15 @@ def watch(
         if status is not None:
             status.start()
         keep_image = bool(save or show or collector)
-        records = watch_loop(frames, pipe, fps=fps, max_frames=max_frames, stop=stop, keep_image=keep_image)
+        records = watch_loop(
+            frames,
+            pipe,
+            fps=fps,
+            max_frames=max_frames,
+            stop=stop,
+            keep_image=keep_image,
+            near_misses=collector is not None,  # a Toon or Cog the detector almost saw is a frame to review
+        )
         for record in records:
             stats.add(record)
             line = record.to_dict()

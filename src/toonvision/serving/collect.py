@@ -42,7 +42,7 @@ from toonvision.serving.pipeline import BoxResult, Pixels
 from toonvision.serving.thresholds import BOX_SCORE, COLLECT_LABEL_BELOW, COLLECT_PER_MINUTE, COLLECT_SCORE_MARGIN
 from toonvision.serving.watch import FrameRecord
 
-REASONS = ("conflict", "label-flip", "near-threshold", "unsure-label")
+REASONS = ("conflict", "label-flip", "near-threshold", "unsure-label", "near-miss")
 TRACK_IOU = 0.3  # a box continues a track from the last frame when they overlap this much (greedy, best first)
 FLIP_FRAMES = 5  # a track remembers its labels of this many frames, and is forgotten after as many unseen
 NEAR_DUPLICATE = 0.02  # mean difference (0-1) of two grey thumbnails below which two frames show the same thing
@@ -141,9 +141,13 @@ class Collector:
         self.folder = Path(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)  # now, so that a folder that cannot be made is said first
 
-    def why(self, boxes: Sequence[BoxResult], tracks: Sequence[Track | None]) -> dict[str, list[int]]:
-        """The reasons to keep a frame, each with the indexes of the boxes that give it (empty: not unsure)."""
+    def why(
+        self, boxes: Sequence[BoxResult], tracks: Sequence[Track | None], near: Sequence[Any] = ()
+    ) -> dict[str, list[int]]:
+        """The reasons to keep a frame, each with the indexes of the boxes that give it (empty: not unsure);
+        "near-miss" indexes the detector's near misses (``near``): a Toon or Cog it almost saw, to draw."""
         found: dict[str, list[int]] = {reason: [] for reason in REASONS}
+        found["near-miss"] = list(range(len(near)))
         for i, (box, track) in enumerate(zip(boxes, tracks, strict=True)):
             if box.conflict:
                 found["conflict"].append(i)
@@ -162,14 +166,15 @@ class Collector:
             raise ValueError("collecting needs the frames themselves: watch(..., keep_image=True)")
         boxes = record.results.boxes
         tracks = self.tracker.update(boxes)
-        reasons = self.why(boxes, tracks)
+        reasons = self.why(boxes, tracks, record.results.near_misses or ())
         if not reasons:
             return None
         array = screenshot_array(record.image, record.name)
         thumbnail = _thumbnail(array)
         signature = frozenset((t.id, b.shown) for b, t in zip(boxes, tracks, strict=True) if t is not None)
         if self._thumbnail is not None and (
-            signature == self._signature or float(np.mean(np.abs(thumbnail - self._thumbnail))) < NEAR_DUPLICATE
+            (signature and signature == self._signature)
+            or float(np.mean(np.abs(thumbnail - self._thumbnail))) < NEAR_DUPLICATE
         ):
             self.skipped["near-duplicate"] += 1
             return None

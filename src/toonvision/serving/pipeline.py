@@ -364,20 +364,34 @@ class Pipeline:
         array = screenshot_array(image)
         if not position_spread:
             return self.label_found(image, self.detector.detect(array, conf), array=array, source=source)
-        from toonvision.serving.position import NEAR_MISS, near_misses
         from toonvision.serving.position import position_spread as spread_of
 
-        # One plain pass down to the near misses: the boxes above the threshold are the ones a pass at it gives.
+        found, near = self.find(array, conf=conf, near_misses=True)
         threshold = self.detector.threshold if conf is None else conf
-        low = self.detector.detect(array, threshold * NEAR_MISS)
-        found = low.above(threshold)
         spreads = spread_of(self.detector, array, found, threshold)
         results = self._results(image, array, found.boxes, found=found, source=source, spreads=spreads)
-        height, width = array.shape[:2]
-        results.near_misses = [
-            (pixels, score) for box, score in near_misses(low, threshold) if (pixels := pixel_box(box, width, height))
-        ]
+        results.near_misses = near
         return results
+
+    def find(
+        self, array: np.ndarray, *, conf: float | None = None, near_misses: bool = False
+    ) -> tuple[Detections, list[tuple[Pixels, float]] | None]:
+        """The detector's boxes of a screenshot array (RGB) from ``conf`` (default: the detector's threshold), and
+        with ``near_misses`` the peaks just below it that overlap none of them (a Toon or Cog it almost saw, in
+        whole pixels; :mod:`toonvision.serving.position`), else None. One pass either way."""
+        if self.detector is None:
+            raise ValueError("this pipeline has no detector: give one, or the boxes (predict)")
+        if not near_misses:
+            return self.detector.detect(array, conf), None
+        from toonvision.serving.position import NEAR_MISS
+        from toonvision.serving.position import near_misses as near_of
+
+        # One pass down to the near misses: the boxes above the threshold are the ones a pass at it gives.
+        threshold = self.detector.threshold if conf is None else conf
+        low = self.detector.detect(array, threshold * NEAR_MISS)
+        height, width = array.shape[:2]
+        near = [(pixels, score) for box, score in near_of(low, threshold) if (pixels := pixel_box(box, width, height))]
+        return low.above(threshold), near
 
     def label_found(
         self, image: Any, found: Detections, *, array: np.ndarray | None = None, source: str | None = None

@@ -334,11 +334,13 @@ def watch(
     max_frames: int | None = None,
     stop: threading.Event | None = None,
     keep_image: bool = False,
+    near_misses: bool = False,
 ) -> Iterator[FrameRecord]:
     """Find and label every Toon and Cog of every frame of ``frames`` with ``pipeline`` (which needs a
     detector), at most ``fps`` a second (0: as fast as it goes), until the source ends, ``max_frames`` were done
-    or ``stop`` is set; yields one :class:`FrameRecord` per frame (with the frame itself when ``keep_image``)
-    after handing it to ``on_frame``. SourceError for a frame that cannot be looked at (too small, say)."""
+    or ``stop`` is set; yields one :class:`FrameRecord` per frame (with the frame itself when ``keep_image``, and
+    the detector's near misses in its results with ``near_misses``) after handing it to ``on_frame``.
+    SourceError for a frame that cannot be looked at (too small, say)."""
     if pipeline.detector is None:
         raise ValueError("the live mode needs a detector: train one with 'toonvision train --task detect'")
     stop = stop or threading.Event()
@@ -357,9 +359,10 @@ def watch(
             array = screenshot_array(image, name)
         except ImageError as exc:
             raise SourceError(str(exc)) from None
-        found = pipeline.detector.detect(array)
+        found, near = pipeline.find(array, near_misses=near_misses)
         detected = time.perf_counter()
         results = pipeline.label_found(array, found, array=array, source=name)
+        results.near_misses = near
         done = time.perf_counter()
         latency = {
             "capture": (captured - start) * 1000,
