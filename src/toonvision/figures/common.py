@@ -58,9 +58,10 @@ def plot_image_grid(
     placeholder: Sequence[str | None] | None = None,
     pixelated: bool = False,
 ) -> Path:
-    """Same-sized images as one titled grid, drawn as a single picture with the tiles' titles over it: a grid
-    of one Axes per tile costs matplotlib seconds of layout per figure (the spec's 32 wrong predictions: 2.2 s
-    against 0.4 s), which every evaluation and report pays. ``placeholder``: a text drawn over a tile instead of
+    """Images (each scaled to the first one's shape) as one titled grid, drawn as a single picture with the
+    tiles' titles over it: a grid of one Axes per tile costs matplotlib seconds of layout per figure (the spec's
+    32 wrong predictions: 2.2 s against 1.2 s, most of it the PNG's encoding), which every evaluation and report
+    pays. ``placeholder``: a text drawn over a tile instead of
     a picture worth looking at (e.g. a silent filter). ``pixelated``: small images enlarged pixel by pixel
     rather than smoothly."""
     from PIL import Image
