@@ -25,7 +25,7 @@ from toonvision.cli.common import (
     warn,
     workspace,
 )
-from toonvision.serving.thresholds import BOX_SCORE, COLLECT_PER_MINUTE, MAX_BOXES
+from toonvision.serving.thresholds import BOX_SCORE, COLLECT_FORMAT, COLLECT_PER_MINUTE, MAX_BOXES
 
 if TYPE_CHECKING:  # the CLI starts without numpy: the serving stage is imported when a verb runs
     from toonvision.serving.collect import Collector
@@ -99,7 +99,7 @@ def watch(
         typer.Option(
             "--collect-format",
             help="With --collect: the annotation written beside each kept frame: voc (labelImg's XML), yolo "
-            "(.txt with classes.txt) or createml (.json) [default: voc].",
+            f"(.txt with classes.txt) or createml (.json) [default: {COLLECT_FORMAT}].",
             show_default=False,
         ),
     ] = None,
@@ -149,7 +149,9 @@ def watch(
             raise ValueError(f"no trained binary model in {ws.runs}: run 'toonvision train' or give --model")
         collector = None
         if collect is not None:
-            collector = open_collector(collect, pipe, conf, per_minute or COLLECT_PER_MINUTE, collect_format)
+            collector = open_collector(
+                collect, pipe, conf, per_minute or COLLECT_PER_MINUTE, collect_format or COLLECT_FORMAT
+            )
     except (SourceError, OSError, ValueError, RuntimeError) as exc:
         signal.signal(signal.SIGINT, previous)
         raise fail(str(exc)) from None
@@ -241,10 +243,10 @@ def check_outputs(
             raise fail("--save and --collect are the same folder: give each its own")
 
 
-def open_collector(folder: Path, pipe: Pipeline, conf: float, per_minute: int, fmt: str | None = None) -> Collector:
+def open_collector(folder: Path, pipe: Pipeline, conf: float, per_minute: int, fmt: str = COLLECT_FORMAT) -> Collector:
     """The collector of --collect; ValueError when the models cannot give every box a full label, which a
     labelImg file needs (as annotate needs it)."""
-    from toonvision.serving.collect import FORMAT, Collector
+    from toonvision.serving.collect import Collector
 
     missing = pipe.missing_for_full_labels()
     if missing:
@@ -252,7 +254,7 @@ def open_collector(folder: Path, pipe: Pipeline, conf: float, per_minute: int, f
             f"--collect writes labelImg files, which need a full label per box: train the {', '.join(missing)} "
             f"model{'s' if len(missing) > 1 else ''} ('toonvision train --task {missing[0]}') or give --model"
         )
-    return Collector(folder, conf=conf, per_minute=per_minute, format=fmt or FORMAT)
+    return Collector(folder, conf=conf, per_minute=per_minute, format=fmt)
 
 
 def open_source(

@@ -61,15 +61,13 @@ def plot_image_grid(
     """Images (each scaled to the first one's shape) as one titled grid, drawn as a single picture with the
     tiles' titles over it: a grid of one Axes per tile costs matplotlib seconds of layout per figure (the spec's
     32 wrong predictions: 2.2 s against 1.2 s, most of it the PNG's encoding), which every evaluation and report
-    pays. ``placeholder``: a text drawn over a tile instead of
-    a picture worth looking at (e.g. a silent filter). ``pixelated``: small images enlarged pixel by pixel
-    rather than smoothly."""
+    pays. ``placeholder``: a text drawn over a tile instead of a picture worth looking at (e.g. a silent filter).
+    ``pixelated``: small images enlarged pixel by pixel rather than smoothly."""
     from PIL import Image
 
     plt = pyplot()
     # The tiles at the PNG's own resolution: matplotlib then draws the picture pixel for pixel, where
     # resampling a large one would cost more than the rest of the figure.
-    px_per_inch = DPI
     h0, w0 = images[0].shape[:2]
     w = round(tile_inches * DPI)
     h = max(1, round(h0 * w / w0))
@@ -77,8 +75,8 @@ def plot_image_grid(
     rows = -(-len(images) // columns)
     resample = Image.Resampling.NEAREST if pixelated else Image.Resampling.LANCZOS
     lines = max(t.count("\n") + 1 for t in titles) if titles else 0
-    title_px = math.ceil((lines * fontsize * 1.3 / 72 + 0.06) * px_per_inch) if lines else 0
-    gap = max(2, round(0.1 * px_per_inch))
+    title_px = math.ceil((lines * fontsize * 1.3 / 72 + 0.06) * DPI) if lines else 0
+    gap = max(2, round(0.1 * DPI))
     cell_h, cell_w = title_px + h + gap, w + gap
     mosaic = np.full((rows * cell_h, columns * cell_w - gap, 3), 255, np.uint8)
     for k, image in enumerate(images):
@@ -88,7 +86,7 @@ def plot_image_grid(
         tile = np.asarray(Image.fromarray(tile).resize((w, h), resample))
         mosaic[r * cell_h + title_px : r * cell_h + title_px + h, c * cell_w : c * cell_w + w] = tile
     header = 0.25 + 0.2 * (title.count("\n") + 1)
-    width, body = mosaic.shape[1] / px_per_inch, mosaic.shape[0] / px_per_inch
+    width, body = mosaic.shape[1] / DPI, mosaic.shape[0] / DPI
     fig = plt.figure(figsize=(width, body + header))
     ax = fig.add_axes((0, 0, 1, body / (body + header)))
     ax.imshow(mosaic, interpolation="nearest")
@@ -97,7 +95,7 @@ def plot_image_grid(
         r, c = divmod(k, columns)
         x, top = c * cell_w + w / 2, r * cell_h + title_px
         color = title_colors[k] if title_colors else "black"
-        ax.text(x, top - 0.02 * px_per_inch, text, ha="center", va="bottom", fontsize=fontsize, color=color)
+        ax.text(x, top - 0.02 * DPI, text, ha="center", va="bottom", fontsize=fontsize, color=color)
         if placeholder and placeholder[k]:
             ax.text(x, top + h / 2, placeholder[k], ha="center", va="center", fontsize=fontsize + 1, color="#757575")
     fig.suptitle(title, fontsize=11, y=1 - 0.1 / (body + header), va="top")

@@ -39,7 +39,13 @@ from toonvision.data.review import UNLABELLED, ReviewState, sidecar_path
 from toonvision.data.taxonomy import all_labels
 from toonvision.serving.annotate import FORMATS, SUFFIX, Changed, Proposal, Step, write_proposal
 from toonvision.serving.pipeline import BoxResult, Pixels
-from toonvision.serving.thresholds import BOX_SCORE, COLLECT_LABEL_BELOW, COLLECT_PER_MINUTE, COLLECT_SCORE_MARGIN
+from toonvision.serving.thresholds import (
+    BOX_SCORE,
+    COLLECT_FORMAT,
+    COLLECT_LABEL_BELOW,
+    COLLECT_PER_MINUTE,
+    COLLECT_SCORE_MARGIN,
+)
 from toonvision.serving.watch import FrameRecord
 
 REASONS = ("conflict", "label-flip", "near-threshold", "unsure-label", "near-miss")
@@ -47,7 +53,6 @@ TRACK_IOU = 0.3  # a box continues a track from the last frame when they overlap
 FLIP_FRAMES = 5  # a track remembers its labels of this many frames, and is forgotten after as many unseen
 NEAR_DUPLICATE = 0.02  # mean difference (0-1) of two grey thumbnails below which two frames show the same thing
 THUMBNAIL = (32, 18)  # small enough that a few pixels of noise or a blinking nametag do not count as a change
-FORMAT = "voc"  # labelImg's own format, which both labelImg and toonvision review open (yolo, createml too)
 WINDOW = 60.0  # seconds over which per_minute is counted
 
 
@@ -122,7 +127,7 @@ class Collector:
     conf: float = BOX_SCORE
     per_minute: int = COLLECT_PER_MINUTE
     clock: Callable[[], float] = time.monotonic
-    format: str = FORMAT  # of the annotation beside each kept frame: the one the user's queue is labelled in
+    format: str = COLLECT_FORMAT  # of the annotation beside each kept frame: the one the user's queue is labelled in
     tracker: Tracker = field(default_factory=Tracker)
     kept: list[Kept] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)  # reason -> frames kept that it was given for

@@ -362,11 +362,11 @@ class Pipeline:
         if self.detector is None:
             raise ValueError("this pipeline has no detector: give one, or the boxes (predict)")
         array = screenshot_array(image)
+        found, near = self.find(array, conf=conf, near_misses=position_spread)
         if not position_spread:
-            return self.label_found(image, self.detector.detect(array, conf), array=array, source=source)
+            return self.label_found(image, found, array=array, source=source)
         from toonvision.serving.position import position_spread as spread_of
 
-        found, near = self.find(array, conf=conf, near_misses=True)
         threshold = self.detector.threshold if conf is None else conf
         spreads = spread_of(self.detector, array, found, threshold)
         results = self._results(image, array, found.boxes, found=found, source=source, spreads=spreads)

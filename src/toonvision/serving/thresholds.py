@@ -10,4 +10,5 @@ PICTURE_SCORE = 0.15  # the demo's held-out pictures draw boxes from here, to sh
 # threshold would have lost it), or a label the rule gives less than this probability (less likely than not).
 COLLECT_SCORE_MARGIN = 0.1
 COLLECT_LABEL_BELOW = 0.5
+COLLECT_FORMAT = "voc"  # the annotation beside a kept frame: labelImg's own, which labelImg and review open
 COLLECT_PER_MINUTE = 6  # frames watch --collect keeps a minute at most: a review queue a person can keep up with
