@@ -630,6 +630,66 @@ def test_a_file_changed_on_disk_shows_both_versions_in_the_page(tmp_path, browse
     other.close()
 
 
+def test_undo_redo_and_zoom_in_the_page(tmp_path, browser):
+    """Ctrl+Z takes back each change and saves the state before it; zoomed in, a drag of page pixels moves the box
+    by image pixels, and the point under Ctrl+wheel stays where it is."""
+    folder = tmp_path / "shots"
+    cat, dog = ("toon_cat", 40, 60, 90, 170), ("toon_dog", 200, 50, 260, 180)
+    image = pre_annotate(folder, "shot.png", [(*cat, 0.5), (*dog, 0.6)])
+    xml = image.with_suffix(".xml")
+    page = browser.new_page()
+    with serving(folder) as url:
+        page.goto(url)
+        page.wait_for_function("document.querySelectorAll('#boxes .box').length === 2")
+        assert page.is_disabled("#undo") and page.is_disabled("#redo")
+        origin = page.locator("#boxes").bounding_box()
+        page.mouse.click(origin["x"] + 230, origin["y"] + 100)  # the dog
+        page.keyboard.press("Delete")
+        assert until(lambda: boxes_on_disk(xml) == [cat])
+        page.keyboard.press(" ")
+        assert until(lambda: read_voc(xml).verified)
+
+        page.keyboard.press("Control+z")  # the verification
+        assert until(lambda: not read_voc(xml).verified)
+        page.keyboard.press("Control+z")  # the deletion: the dog is back, with its confidence
+        assert until(lambda: boxes_on_disk(xml) == [cat, dog])
+        assert "toon_dog 0.60" in page.text_content("#boxes")
+        assert page.is_disabled("#undo") and not page.is_disabled("#redo")
+        page.keyboard.press("Control+y")
+        assert until(lambda: boxes_on_disk(xml) == [cat])
+        page.click("#undo")
+        assert until(lambda: boxes_on_disk(xml) == [cat, dog])
+
+        page.keyboard.press("+")
+        page.keyboard.press("+")  # 1.25 * 1.25: a 320 px image is 500 page px wide
+        assert page.inner_text("#zoom") == "zoom 156%"
+        zoomed = page.locator("#boxes").bounding_box()
+        assert (round(zoomed["width"]), round(zoomed["height"])) == (500, 375)
+        scale = zoomed["width"] / 320
+        at = lambda x, y: (zoomed["x"] + x * scale, zoomed["y"] + y * scale)  # noqa: E731
+        drag(page, at(65, 115), at(65 + 16, 115 + 8))  # the cat's middle, 16 and 8 image px on
+        assert until(lambda: boxes_on_disk(xml) == [("toon_cat", 56, 68, 106, 178), dog])
+        page.keyboard.press("Control+z")  # a move is one step, however many pointer moves it took
+        assert until(lambda: boxes_on_disk(xml) == [cat, dog])
+
+        page.keyboard.press("0")
+        assert page.locator("#boxes").bounding_box()["width"] == 320
+        for _ in range(6):  # 381%: larger than the view, which scrolls
+            page.keyboard.press("=")
+        before = page.locator("#boxes").bounding_box()
+        dog_middle = (before["x"] + 230 * 3.8147, before["y"] + 115 * 3.8147)
+        page.mouse.move(*dog_middle)
+        page.keyboard.down("Control")
+        page.mouse.wheel(0, -100)
+        page.keyboard.up("Control")
+        page.wait_for_function("document.getElementById('zoom').textContent === 'zoom 477%'")
+        after = page.locator("#boxes").bounding_box()
+        # the dog stays under the pointer: the view scrolled by what the zoom moved it
+        assert abs(after["x"] + 230 * 4.7684 - dog_middle[0]) <= 1
+        assert abs(after["y"] + 115 * 4.7684 - dog_middle[1]) <= 1
+    page.close()
+
+
 def test_game_rule_flags_are_shown_beside_their_box_in_the_page(tmp_path, browser):
     folder = tmp_path / "shots"
     boxes = [("toon_cat", 0, 600, 150, 720, 0.9), ("toon_dog", 600, 300, 660, 430, 0.9)]  # over the Laff meter; fine

@@ -24,7 +24,12 @@ const S = {
   chain: Promise.resolve(), // saves run one after the other, in the order the changes were made
   conflict: null,
   unreadable: new Set(), // screenshots found not to be images, marked in the list
+  history: [], // the states of this screenshot before each change, for undo; the undone ones for redo
+  future: [],
+  zoom: 1, // on top of the fit to the page's width; kept from screenshot to screenshot, as labelImg does
 };
+const ZOOM_STEP = 1.25;
+const ZOOM_LIMITS = [0.25, 8];
 
 async function getJSON(url) {
   const response = await fetch(url, { cache: "no-store" });
@@ -114,6 +119,8 @@ function show(shot) {
   S.version = shot.version;
   S.selected = -1;
   S.drawing = false;
+  S.history = [];
+  S.future = [];
   S.sentAt = Date.now();
   S.readonly = Boolean(shot.image_error || shot.annotation_error);
   const messages = [];
@@ -131,20 +138,61 @@ function show(shot) {
   say(messages.join("\n"), Boolean(shot.image_error || shot.annotation_error));
   $("stage").classList.toggle("hidden", Boolean(shot.image_error));
   if (!shot.image_error) {
-    const img = $("image");
-    const scale = Math.min(1, ($("view").clientWidth - 20) / shot.width);
-    img.width = Math.round(shot.width * scale);
-    img.height = Math.round(shot.height * scale);
-    img.src = "/api/image?path=" + encodeURIComponent(shot.path) + "&v=" + (shot.version || "none");
-    const svg = $("boxes");
-    svg.setAttribute("viewBox", `0 0 ${shot.width} ${shot.height}`);
-    svg.setAttribute("width", img.width);
-    svg.setAttribute("height", img.height);
-    S.scale = scale;
+    $("image").src = "/api/image?path=" + encodeURIComponent(shot.path) + "&v=" + (shot.version || "none");
+    $("boxes").setAttribute("viewBox", `0 0 ${shot.width} ${shot.height}`);
+    layout();
   }
   render();
   tick();
 }
+
+// --- zoom: the boxes are drawn in image pixels, so only the picture's size on the page changes ---
+
+function layout() {
+  const shot = S.shot;
+  const fit = Math.min(1, ($("view").clientWidth - 20) / shot.width);
+  S.scale = fit * S.zoom;
+  const img = $("image");
+  img.width = Math.round(shot.width * S.scale);
+  img.height = Math.round(shot.height * S.scale);
+  $("boxes").setAttribute("width", img.width);
+  $("boxes").setAttribute("height", img.height);
+  $("zoom").textContent = `zoom ${Math.round(S.zoom * 100)}%`;
+}
+
+function zoom(factor, around) {
+  if (!S.shot || S.shot.image_error) return;
+  const next = clamp(factor === null ? 1 : S.zoom * factor, ...ZOOM_LIMITS);
+  if (next === S.zoom) return;
+  const view = $("view");
+  const stage = $("image").getBoundingClientRect();
+  // the image point under the pointer (or the view's middle) stays where it is on the page
+  const box = view.getBoundingClientRect();
+  const client = around || { x: box.left + view.clientWidth / 2, y: box.top + view.clientHeight / 2 };
+  const point = { x: (client.x - stage.left) / S.scale, y: (client.y - stage.top) / S.scale };
+  S.zoom = next;
+  layout();
+  render();
+  const moved = $("image").getBoundingClientRect();
+  view.scrollLeft += moved.left + point.x * S.scale - client.x;
+  view.scrollTop += moved.top + point.y * S.scale - client.y;
+}
+
+$("view").addEventListener(
+  "wheel",
+  (event) => {
+    if (!event.ctrlKey) return; // a plain wheel scrolls, as in labelImg
+    event.preventDefault();
+    zoom(event.deltaY < 0 ? ZOOM_STEP : 1 / ZOOM_STEP, { x: event.clientX, y: event.clientY });
+  },
+  { passive: false },
+);
+window.addEventListener("resize", () => {
+  if (S.shot && !S.shot.image_error) {
+    layout();
+    render();
+  }
+});
 
 // --- drawing ---
 
@@ -215,6 +263,8 @@ function renderPanel() {
   });
   const editing = !S.readonly;
   for (const id of ["draw", "delete", "verify", "kind", "suit", "name", "animal"]) $(id).disabled = !editing;
+  $("undo").disabled = !editing || !S.history.length;
+  $("redo").disabled = !editing || !S.future.length;
   $("delete").disabled = !editing || S.selected < 0;
   $("verify").textContent = S.verified ? "verified \u2713" : "verify";
   const label = S.selected >= 0 ? S.boxes[S.selected].name : S.label || defaultLabel();
@@ -281,6 +331,7 @@ function picked(source) {
   }
   S.label = label;
   if (S.selected >= 0) {
+    remember();
     const box = S.boxes[S.selected];
     box.name = label;
     box.unknown_label = !S.list.labels.includes(label);
@@ -300,6 +351,30 @@ for (const id of ["kind", "suit", "name", "animal"]) {
 }
 
 // --- editing ---
+
+function snapshot() {
+  return { boxes: S.boxes.map((b) => ({ ...b })), verified: S.verified };
+}
+
+function remember(state = snapshot()) {
+  // called before each change, with the state it changes
+  S.history.push(state);
+  S.future = [];
+}
+
+function restore(from, to) {
+  // undo (from history, to future) or redo (the other way): the restored state is saved like any change
+  if (S.readonly || !from.length) return; // its button is greyed out
+  to.push(snapshot());
+  const state = from.pop();
+  S.boxes = state.boxes.map((b) => ({ ...b }));
+  S.verified = state.verified;
+  S.selected = -1;
+  changed();
+}
+
+const undo = () => restore(S.history, S.future);
+const redo = () => restore(S.future, S.history);
 
 function select(i) {
   S.selected = i;
@@ -405,14 +480,15 @@ $("boxes").addEventListener("pointerdown", (event) => {
   event.preventDefault();
   $("boxes").setPointerCapture(event.pointerId);
   if (S.drawing) {
-    S.drag = { type: "draw", x0: clamp(p.x, 0, S.shot.width), y0: clamp(p.y, 0, S.shot.height) };
+    S.drag = { type: "draw", x0: clamp(p.x, 0, S.shot.width), y0: clamp(p.y, 0, S.shot.height), before: snapshot() };
     S.boxes.push({ name: S.label || defaultLabel(), xmin: S.drag.x0, ymin: S.drag.y0, xmax: S.drag.x0, ymax: S.drag.y0, difficult: false, confidence: null });
     S.boxes[S.boxes.length - 1].unknown_label = !S.list.labels.includes(S.boxes[S.boxes.length - 1].name);
     S.selected = S.boxes.length - 1;
   } else if (index !== undefined) {
     S.selected = Number(index);
     const b = S.boxes[S.selected];
-    S.drag = { type: event.target.dataset.corner ? "resize" : "move", corner: event.target.dataset.corner, start: p, box: { ...b }, moved: false };
+    const type = event.target.dataset.corner ? "resize" : "move";
+    S.drag = { type, corner: event.target.dataset.corner, start: p, box: { ...b }, moved: false, before: snapshot() };
   } else {
     S.selected = -1;
   }
@@ -464,6 +540,7 @@ $("boxes").addEventListener("pointerup", () => {
   } else if (!d.moved) {
     return;
   }
+  remember(d.before);
   // labelImg keeps whole pixels
   for (const k of ["xmin", "ymin", "xmax", "ymax"]) b[k] = Math.round(b[k]);
   b.confidence = null; // the person's box now, not the model's
@@ -474,6 +551,7 @@ $("boxes").addEventListener("pointerup", () => {
 
 function removeSelected() {
   if (S.readonly || S.selected < 0) return;
+  remember();
   S.boxes.splice(S.selected, 1);
   S.selected = -1;
   changed();
@@ -481,6 +559,7 @@ function removeSelected() {
 
 function verify() {
   if (S.readonly) return;
+  if (!S.verified) remember();
   S.verified = true;
   changed();
 }
@@ -497,12 +576,21 @@ $("next").onclick = () => step(1);
 $("draw").onclick = startDrawing;
 $("delete").onclick = removeSelected;
 $("verify").onclick = verify;
+$("undo").onclick = undo;
+$("redo").onclick = redo;
+$("fit").onclick = () => zoom(null);
 
 document.addEventListener("keydown", (event) => {
   if (S.conflict) return;
   if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "s") {
     event.preventDefault();
     if (!S.readonly) changed(); // saved at every change anyway; this writes the file even with none
+    return;
+  }
+  if ((event.ctrlKey || event.metaKey) && !event.altKey && ["z", "y"].includes(event.key.toLowerCase())) {
+    event.preventDefault();
+    if (event.key.toLowerCase() === "y" || event.shiftKey) redo();
+    else undo();
     return;
   }
   if (event.ctrlKey || event.metaKey || event.altKey) return;
@@ -512,6 +600,9 @@ document.addEventListener("keydown", (event) => {
   else if (key === "w" || key === "W") startDrawing();
   else if (key === "Delete" || key === "Backspace") removeSelected();
   else if (key === " ") verify();
+  else if (key === "+" || key === "=") zoom(ZOOM_STEP);
+  else if (key === "-") zoom(1 / ZOOM_STEP);
+  else if (key === "0") zoom(null);
   else if (key === "Escape") {
     S.drawing = false;
     S.selected = -1;
