@@ -338,6 +338,46 @@ def _store(r: IndexResult, files: dict[Path, bytes]) -> IndexResult:
     return r
 
 
+# A worker process that dies (killed, out of memory) takes the pool with it: the screenshots it left are
+# rendered by a new pool, this many times, before they are reported as errors; the same command renders them.
+PROCESS_RETRIES = 2
+
+
+def _render_in_processes(
+    ws: Workspace, cfg: SynthConfig, todo: list[int], n_workers: int, absorb: Callable[[IndexResult], None]
+) -> None:
+    """Every index of ``todo`` rendered by ``n_workers`` worker processes, each writing its own files.
+
+    A ProcessPoolExecutor rather than multiprocessing.Pool: a Pool whose worker is killed waits forever for
+    the task that worker held (seen: an out-of-memory kill hung a 6000-screenshot run at 5999), while the
+    executor says so (BrokenProcessPool), and the indices not yet done go to a new pool."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    left = set(todo)
+    task = functools.partial(_worker_task, cfg, str(ws.root))
+    for _ in range(PROCESS_RETRIES + 1):
+        # spawn: a fresh interpreter per worker, so no Panda3D or thread state is inherited by fork.
+        pool = ProcessPoolExecutor(n_workers, multiprocessing.get_context("spawn"), initializer=_worker_init)
+        futures = {pool.submit(task, i): i for i in sorted(left)}
+        try:
+            for future in as_completed(futures):
+                absorb(future.result())
+                left.discard(futures[future])
+        except BrokenProcessPool:
+            pass
+        finally:
+            # After Ctrl-C or an error: no new screenshot starts; the ones being drawn are finished (each is
+            # under a second), so every file on disk is complete and the same command resumes.
+            pool.shutdown(wait=True, cancel_futures=True)
+        if not left:
+            return
+    why = f"its render worker died (killed, or out of memory) and {PROCESS_RETRIES} retries did not finish it"
+    for i in sorted(left):
+        stem = targets(ws, cfg, i).png.stem
+        absorb(IndexResult(i, stem, "error", message=f"{stem}: {why}"))
+
+
 # --- Ray tasks ----------------------------------------------------------------------------------------------
 
 # A chunk whose worker dies (killed, out of memory, a lost node) is rendered again this many times by Ray
@@ -532,19 +572,7 @@ def generate(
             for i in todo:
                 absorb(_do_index(renderer, cfg, ws, i))
         else:
-            # spawn: a fresh interpreter per worker, so no Panda3D or thread state is inherited by fork.
-            ctx = multiprocessing.get_context("spawn")
-            pool = ctx.Pool(n_workers, initializer=_worker_init)
-            task = functools.partial(_worker_task, cfg, str(ws.root))
-            try:
-                for r in pool.imap_unordered(task, todo, chunksize=1):
-                    absorb(r)
-                pool.close()
-            except BaseException:
-                pool.terminate()
-                raise
-            finally:
-                pool.join()
+            _render_in_processes(ws, cfg, todo, n_workers, absorb)
     except KeyboardInterrupt:
         summary.interrupted = True
     summary.seconds = time.monotonic() - started
