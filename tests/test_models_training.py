@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 import time
@@ -234,6 +235,9 @@ def test_every_name_of_a_run_is_evaluated_as_it_was_trained(ws):
     split(ws, (0.5, 0.1, 0.4), seed=3)  # the folders hold another split, with a larger test set
     trained = run_cli("train", "--root", str(ws.root), "--epochs", "2", "--pad", "--split-seed", "5", "--name", "p")
     assert trained.returncode == 0, trained.stderr
+    # no terminal here, so no bar: a line an epoch, as a log of a run in the background needs
+    assert re.search(r"^epoch 1/2: .*val_accuracy=[0-9.]+ .*\(\d+ s\)$", trained.stdout, re.M), trained.stdout
+    assert re.search(r"^epoch 2/2: ", trained.stdout, re.M)
     run = ws.runs / "train" / "binary-p"
     recorded = json.loads((run / "metrics.json").read_text())["test"]
     for n, name in enumerate((run, run / "model.keras", "binary-p"), start=1):

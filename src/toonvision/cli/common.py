@@ -124,6 +124,12 @@ def epoch_bar(bar: Progress, task_id: TaskID):
             f"{k}={v:.3f}" for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy")
         )
         bar.update(task_id, advance=1, description=f"epoch {epoch + 1}: {shown}")
+        if not bar.console.is_terminal:
+            # A bar is drawn only on a terminal: a run logged to a file (a long training in the background)
+            # gets a line an epoch instead of nothing until it ends.
+            task = next(t for t in bar.tasks if t.id == task_id)
+            of = f"/{task.total:.0f}" if task.total else ""
+            bar.console.print(f"epoch {epoch + 1}{of}: {shown} ({task.elapsed or 0:.0f} s)", highlight=False)
 
     return on_epoch
 
