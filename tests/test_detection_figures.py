@@ -1,4 +1,4 @@
-"""Detection figures write real PNGs of a sensible size, from synthetic screenshots (arrays and files)."""
+"""Detection figures (and the image grids every figure of crops uses) write real PNGs of a sensible size."""
 
 from __future__ import annotations
 
@@ -97,3 +97,15 @@ def test_classes_keep_their_house_colours():
     assert class_color("toon") == TOON_COLOR
     assert class_color("bossbot") != class_color("sellbot")
     assert class_color("something else", 1) != class_color("something else", 2)
+
+
+def test_an_image_grid_stays_within_its_height(tmp_path):
+    """200 tall crops in 8 columns would be a 170-inch picture at the tiles' own size: the tiles shrink."""
+    from toonvision.figures.common import DPI, GRID_MAX_INCHES, plot_image_grid
+
+    crops = [np.full((600, 200, 3), 40 * (i % 6), np.uint8) for i in range(200)]
+    few = plot_image_grid(crops[:4], ["a"] * 4, tmp_path / "few.png", "four", columns=8, tile_inches=1.5)
+    many = plot_image_grid(crops, ["a"] * 200, tmp_path / "many.png", "many", columns=8, tile_inches=1.5)
+    with Image.open(few) as small, Image.open(many) as tall:
+        assert small.height > 4 * DPI  # a few keep their size: 1.5 in wide, 4.5 in tall
+        assert tall.height <= (GRID_MAX_INCHES + 1) * DPI

@@ -15,6 +15,7 @@ from toonvision.data.taxonomy import SUIT_BY_SHORT, TOON_COLOR, parse_label
 DESIRED_COLOR = "#2ca02c"
 AVERAGE_COLOR = "#d62728"
 SPLIT_COLORS = {"unsorted": "#9e9e9e", "train": "#1f77b4", "validate": "#ff7f0e", "test": "#9467bd"}
+GRID_MAX_INCHES = 40  # the tallest image grid drawn
 DPI = 110  # of every PNG figure
 MODEL_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
@@ -69,14 +70,18 @@ def plot_image_grid(
     # The tiles at the PNG's own resolution: matplotlib then draws the picture pixel for pixel, where
     # resampling a large one would cost more than the rest of the figure.
     h0, w0 = images[0].shape[:2]
-    w = round(tile_inches * DPI)
-    h = max(1, round(h0 * w / w0))
     columns = max(1, min(columns, len(images)))
     rows = -(-len(images) // columns)
     resample = Image.Resampling.NEAREST if pixelated else Image.Resampling.LANCZOS
     lines = max(t.count("\n") + 1 for t in titles) if titles else 0
     title_px = math.ceil((lines * fontsize * 1.3 / 72 + 0.06) * DPI) if lines else 0
     gap = max(2, round(0.1 * DPI))
+    # Many tall tiles (explain --wrong --top 200) would make a picture no viewer scrolls through: smaller
+    # tiles keep the grid within GRID_MAX_INCHES.
+    room = GRID_MAX_INCHES * DPI / rows - title_px - gap
+    tile_inches = max(0.2, min(tile_inches, room * w0 / h0 / DPI))
+    w = round(tile_inches * DPI)
+    h = max(1, round(h0 * w / w0))
     cell_h, cell_w = title_px + h + gap, w + gap
     mosaic = np.full((rows * cell_h, columns * cell_w - gap, 3), 255, np.uint8)
     for k, image in enumerate(images):
