@@ -292,7 +292,7 @@ def test_a_render_worker_that_dies_does_not_stop_the_run(tmp_path: Path) -> None
         from toonvision.synth import SynthConfig, generate
         from toonvision.data.workspace import Workspace
         if __name__ == "__main__":
-            cfg = SynthConfig.from_preset("seed", screenshots=24, seed=5, width=320, height=180)
+            cfg = SynthConfig.from_preset("seed", screenshots=16, seed=5, width=320, height=180)
             s = generate(Workspace(Path({str(root)!r})), cfg, workers=2,
                          progress=lambda r: print("done", r.index, flush=True))
             print("summary", s.written, s.skipped, len(s.errors), len(s.conflicts), flush=True)
@@ -312,8 +312,8 @@ def test_a_render_worker_that_dies_does_not_stop_the_run(tmp_path: Path) -> None
         kill_group(proc.pid)
     assert proc.returncode == 0
     written, skipped, errors, conflicts = map(int, out.strip().splitlines()[-1].split()[1:])
-    assert (written, skipped, errors, conflicts) == (24, 0, 0, 0)
-    assert len(list((root / "raw" / "screenshots").glob("*.png"))) == 24
+    assert (written, skipped, errors, conflicts) == (16, 0, 0, 0)
+    assert len(list((root / "raw" / "screenshots").glob("*.png"))) == 16
 
 
 def test_command_help_does_not_import_panda3d() -> None:
