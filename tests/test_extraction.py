@@ -46,12 +46,17 @@ def test_extracts_every_box_with_growing_indexes(ws):
     assert streets == {"ttc", "dg"}
 
 
-def test_rerun_does_not_extract_a_box_twice(ws):
+def test_rerun_does_not_extract_a_box_twice(ws, monkeypatch):
+    from toonvision.data import extraction
+
     add_screenshot(ws, "ttc_1.png", BOXES)
     extract(ws)
+    decoded = []
+    monkeypatch.setattr(extraction, "decode_image", lambda data, path: decoded.append(path))
     again = extract(ws)
     assert again.crops_written == [] and again.already_extracted == 3
     assert len(crops(ws)) == 3
+    assert decoded == []  # a screenshot whose boxes are all extracted is hashed, not decoded again
 
 
 def test_indexes_continue_from_highest_anywhere(ws):

@@ -303,6 +303,27 @@ class AnnotationFile:
     format: str  # "voc", "yolo" or "createml"
 
 
+@dataclass(frozen=True)
+class Siblings:
+    """A folder's files by stem, so that each screenshot's annotation is found without scanning the folder
+    (a scan per screenshot made extracting 6000 screenshots spend 90% of its time there)."""
+
+    names: frozenset[str]
+    by_stem: dict[str, dict[str, Path]]  # stem -> lower-case suffix -> the first such file
+
+    @classmethod
+    def of(cls, folder: Path) -> Siblings:
+        """The files of ``folder``; OSError when it cannot be listed."""
+        by_stem: dict[str, dict[str, Path]] = {}
+        names = []
+        for p in folder.iterdir():
+            names.append(p.name)
+            stem, dot, suffix = p.name.rpartition(".")
+            if dot:
+                by_stem.setdefault(stem, {}).setdefault("." + suffix.lower(), p)
+        return cls(frozenset(names), by_stem)
+
+
 def find_annotation(image: Path) -> AnnotationFile | None:
     """The annotation beside ``image``, matched by stem whatever the case of either extension.
 
@@ -311,23 +332,20 @@ def find_annotation(image: Path) -> AnnotationFile | None:
     """
     image = Path(image)
     try:
-        siblings = {p.name: p for p in image.parent.iterdir()}
+        siblings = Siblings.of(image.parent)
     except OSError:
         return None
     return pick_annotation(image, siblings)
 
 
-def pick_annotation(image: Path, siblings: dict[str, Path]) -> AnnotationFile | None:
-    by_suffix: dict[str, Path] = {}
-    for name, p in siblings.items():
-        stem, dot, suffix = name.rpartition(".")
-        if dot and stem == image.stem and p != image:
-            by_suffix.setdefault("." + suffix.lower(), p)
+def pick_annotation(image: Path, siblings: Siblings) -> AnnotationFile | None:
+    """What :func:`find_annotation` finds, from a listing of the folder made once for all its screenshots."""
+    by_suffix = {suffix: p for suffix, p in siblings.by_stem.get(image.stem, {}).items() if p.name != image.name}
     if ".xml" in by_suffix:
         return AnnotationFile(by_suffix[".xml"], "voc")
     if ".json" in by_suffix:
         return AnnotationFile(by_suffix[".json"], "createml")
-    if ".txt" in by_suffix and image.stem != "classes" and "classes.txt" in siblings:
+    if ".txt" in by_suffix and image.stem != "classes" and "classes.txt" in siblings.names:
         return AnnotationFile(by_suffix[".txt"], "yolo")
     return None
 

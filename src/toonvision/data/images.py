@@ -39,6 +39,15 @@ def decode_image(data: bytes, path: Path | str = "image") -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
+def header_size(data: bytes, path: Path | str = "image") -> tuple[int, int]:
+    """(width, height) from the image's header, without decoding its pixels (a truncated file passes here)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.size
+    except _DECODE_ERRORS as exc:
+        raise ImageError(f"{path} is not an image that can be read ({exc or type(exc).__name__})") from None
+
+
 def open_image(path: Path) -> Image.Image:
     """The RGB image in ``path``; FileNotFoundError when it does not exist, ImageError when it is no image."""
     path = Path(path)
