@@ -77,7 +77,22 @@ def test_decode_keeps_only_local_maxima_above_the_threshold():
     boxes, classes, scores = decode(output, 2, threshold=0.05)
     np.testing.assert_allclose(scores, [0.9, 0.6])
     assert list(classes) == [0, 1]
-    np.testing.assert_allclose(boxes[0], [42 - 8, 42 - 8, 42 + 8, 42 + 8])
+    # The peak's box is the mean of its own and its neighbour's (4 px to the right), weighted by their scores
+    # squared: the neighbour was suppressed as a detection, not as a guess of where the box lies.
+    shift = 4 * 0.8**2 / (0.9**2 + 0.8**2)
+    np.testing.assert_allclose(boxes[0], [42 - 8 + shift, 42 - 8, 42 + 8 + shift, 42 + 8], rtol=1e-5)
+    np.testing.assert_allclose(boxes[1], [122 - 8, 22 - 8, 122 + 8, 22 + 8])  # alone: its own cell's box
+
+
+def test_refined_boxes_leave_out_cells_far_below_the_peak():
+    from toonvision.learning.detection import REFINE_SHARE, refined_boxes
+
+    heat = np.zeros((10, 10, 1), np.float32)
+    dist = np.full((10, 10, 4), 8.0, np.float32)
+    heat[5, 5, 0], heat[5, 6, 0] = 1.0, REFINE_SHARE * 0.9  # a cell never taught a box: its guess is left out
+    dist[5, 6] = 100.0
+    box = refined_boxes(heat, dist, np.array([5]), np.array([5]), np.array([0]))
+    np.testing.assert_allclose(box[0], [22 - 8, 22 - 8, 22 + 8, 22 + 8])
 
 
 def test_split_by_screenshot_is_seeded_and_keeps_a_screenshot_whole():

@@ -97,6 +97,14 @@ def test_a_detector_whose_box_moves_between_copies_gets_a_higher_spread_than_a_s
     assert steady.to_dict()["position_spread"] == pytest.approx(steady.position_spread, abs=1e-4)
 
 
+def test_the_mirrored_look_places_a_box_that_leans():
+    """A box pushed right by a fifth of its width is pushed left in the mirror: their mean is the figure. Plain
+    detection (predict, watch) keeps the one look."""
+    leaning = Pipeline(models(), Sees(lean=0.2))
+    assert leaning.detect(shot(), position_spread=True).boxes[0].xyxy == FIGURE
+    assert leaning.detect(shot()).boxes[0].xyxy == (108, 80, 148, 200)
+
+
 def test_iou_matrix_is_every_pair_and_zero_for_a_box_without_area():
     a = np.array([[0, 0, 10, 10], [5, 5, 5, 20]])
     b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]])

@@ -34,6 +34,14 @@ DISTANCE_SCALE = 16.0  # px: distances are softplus(raw) * this, so an untrained
 # Decoding: a detection is the maximum of its 5x5 cells. With 3x3, tall Toons peaked twice; on 300 held-out
 # screenshots 5x5 took AP50 from 0.933 to 0.945 and false positives from 85 to 50 (7x7 and wider: no better).
 POOL = 5
+# A box is the mean of the boxes its class's cells predict within REFINE cells of its peak, each weighted by its
+# score squared, rather than the peak cell's alone: each cell's distances are a noisy guess, and the cells around
+# a peak guess the same box. Only cells scoring REFINE_SHARE of the peak or more take part: training teaches
+# distances where the target's Gaussian is above 0.05 only, and what a cell says outside that is no guess at all.
+# On the shipped detector's 300 held-out screenshots, AP50:95 0.598 -> 0.613 (radius 1: 0.608; scores not
+# squared: 0.606; every cell of the radius: 0.612; cells from half the peak: 0.613 and AP50 down a little).
+REFINE = 2
+REFINE_SHARE = 0.25
 HEAT_PRIOR = 0.01  # the heatmap's initial score (RetinaNet's prior): training starts from "nothing here"
 
 
@@ -289,10 +297,28 @@ def decode(
     top = top[np.argsort(-scores[top], kind="stable")]
     ys, rest = np.divmod(top, heat.shape[1] * num_classes)
     xs, classes = np.divmod(rest, num_classes)
-    d = dist[ys, xs]
-    cx, cy = xs * STRIDE + STRIDE / 2, ys * STRIDE + STRIDE / 2
-    boxes = np.stack([cx - d[:, 0], cy - d[:, 1], cx + d[:, 2], cy + d[:, 3]], axis=1).astype(np.float32)
+    boxes = refined_boxes(heat, np.asarray(dist, np.float32), ys, xs, classes)
     return Detections(boxes, classes.astype(np.int64), scores[top].astype(np.float32), heat[ys, xs])
+
+
+def refined_boxes(
+    heat: np.ndarray, dist: np.ndarray, ys: np.ndarray, xs: np.ndarray, classes: np.ndarray, radius: int = REFINE
+) -> np.ndarray:
+    """(k, 4) boxes for the peaks at cells (``ys``, ``xs``) of ``classes``: the score-squared-weighted mean of the
+    boxes predicted by the cells within ``radius`` of each peak (see :data:`REFINE`)."""
+    offsets = np.arange(-radius, radius + 1)
+    rows = ys[:, None, None] + offsets[None, :, None]  # (k, n, 1)
+    cols = xs[:, None, None] + offsets[None, None, :]  # (k, 1, n)
+    inside = (rows >= 0) & (rows < heat.shape[0]) & (cols >= 0) & (cols < heat.shape[1])
+    rows, cols = np.clip(rows, 0, heat.shape[0] - 1), np.clip(cols, 0, heat.shape[1] - 1)
+    score = heat[rows, cols, classes[:, None, None]]  # (k, n, n)
+    peak = heat[ys, xs, classes][:, None, None]
+    weight = score**2 * inside * (score >= REFINE_SHARE * peak)
+    d = dist[rows, cols]  # (k, n, n, 4)
+    cx, cy = cols * STRIDE + STRIDE / 2, rows * STRIDE + STRIDE / 2
+    cells = np.stack(np.broadcast_arrays(cx - d[..., 0], cy - d[..., 1], cx + d[..., 2], cy + d[..., 3]), axis=-1)
+    total = np.maximum(weight.sum(axis=(1, 2)), 1e-12)[:, None]
+    return ((cells * weight[..., None]).sum(axis=(1, 2)) / total).astype(np.float32)
 
 
 def decode_batch(

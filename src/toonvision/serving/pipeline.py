@@ -357,18 +357,18 @@ class Pipeline:
         self, image: Any, *, conf: float | None = None, source: str | None = None, position_spread: bool = False
     ) -> Results:
         """:meth:`__call__` for one screenshot. ``position_spread``: also measure how unsure the detector is of
-        each box's edges and list its near misses (:mod:`toonvision.serving.position`; two more detector passes,
-        so only annotate asks)."""
+        each box's edges, place each box by the mean of two looks (plain and mirrored), and list its near misses
+        (:mod:`toonvision.serving.position`; two more detector passes, so only annotate asks)."""
         if self.detector is None:
             raise ValueError("this pipeline has no detector: give one, or the boxes (predict)")
         array = screenshot_array(image)
         found, near = self.find(array, conf=conf, near_misses=position_spread)
         if not position_spread:
             return self.label_found(image, found, array=array, source=source)
-        from toonvision.serving.position import position_spread as spread_of
+        from toonvision.serving.position import look_again
 
         threshold = self.detector.threshold if conf is None else conf
-        spreads = spread_of(self.detector, array, found, threshold)
+        spreads, found = look_again(self.detector, array, found, threshold)
         results = self._results(image, array, found.boxes, found=found, source=source, spreads=spreads)
         results.near_misses = near
         return results
