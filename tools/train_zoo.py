@@ -295,7 +295,8 @@ def main() -> None:
     for task, run in runs.items():
         config = json.loads((run / "config.json").read_text())
         if task == "detect":
-            evaluation = sorted((run / "evaluate").glob("**/evaluation.json"), key=lambda p: p.stat().st_mtime)[-1]
+            # evaluate writes a new folder each time (evaluate, evaluate-2, ...): the newest is the package's decoding
+            evaluation = max(run.glob("evaluate*/evaluation.json"), key=lambda p: p.stat().st_mtime)
             figures = json.loads(evaluation.read_text())
             held_out = {
                 "screenshots": figures["n_screenshots"],
