@@ -28,7 +28,7 @@ from toonvision.data.annotations import (
     read_voc,
     voc_bytes,
 )
-from toonvision.data.detection import load_detection_set
+from toonvision.data.detection import iou_matrix, load_detection_set
 from toonvision.data.review import PRE_ANNOTATED, REVIEWED, UNLABELLED, review_state, sidecar_path
 from toonvision.data.taxonomy import parse_label
 from toonvision.data.workspace import Workspace
@@ -100,16 +100,19 @@ def test_pre_annotations_are_labelimg_files_with_full_labels_and_a_sidecar(train
 
 
 def test_predict_and_annotate_see_the_same_boxes_and_labels(trained, tmp_path):
-    """One pipeline, one rule: the same whole pixels and the same labels, whichever verb asks."""
+    """One pipeline, one rule: the same boxes and the same labels, whichever verb asks; annotate places each box
+    by the mean of the plain look, which is predict's, and the mirrored one it takes for the position spread."""
     (shot,) = bare_copies(trained, tmp_path / "shots", 1)
     Image.open(shot).resize((1280, 720)).save(shot)  # a whole screenshot to predict (a crop is narrower)
     shown = run_cli("predict", str(shot), "--root", str(trained.root), *FEW, "--json")
     assert shown.returncode == 0, shown.stderr
-    predicted = [(p["box"], p["label"]) for p in json.loads(shown.stdout)["predictions"]]
+    predicted = json.loads(shown.stdout)["predictions"]
     done = run_cli("annotate", str(shot.parent), "--root", str(trained.root), *FEW)
     assert done.returncode == 0, done.stderr
     side = json.loads(sidecar_path(shot).read_text())
-    assert predicted and predicted == [(d["box"], d["label"]) for d in side["boxes"]]
+    assert predicted and [p["label"] for p in predicted] == [d["label"] for d in side["boxes"]]
+    plain, placed = (np.array([b["box"] for b in boxes], float) for boxes in (predicted, side["boxes"]))
+    assert np.diag(iou_matrix(plain, placed)).min() >= 0.7
     assert side["models"] == json.loads(shown.stdout)["models"]
 
 
