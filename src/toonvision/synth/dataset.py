@@ -302,8 +302,8 @@ def write_files(files: dict[Path, bytes]) -> list[str]:
 
 
 def _worker_init() -> None:
-    # Ctrl-C reaches the whole process group; only the parent handles it (it terminates the pool), so the
-    # workers do not each print a traceback.
+    # Ctrl-C reaches the whole process group; only the parent handles it (it shuts the pool down once the
+    # screenshots being drawn are written), so the workers do not each print a traceback.
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
