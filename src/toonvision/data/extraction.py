@@ -74,6 +74,9 @@ class ScreenshotPlan:
     sha256: str
     crops: list[PlannedCrop]
     warnings: list[Problem]
+    # The pixels planning decoded (None when every crop was extracted before): the crops are cut from these, the
+    # very bytes the keys hash, rather than from a second read and decode of the file.
+    pixels: Image.Image | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -115,23 +118,22 @@ def _read_image(path: Path) -> bytes:
         raise ScreenshotError(Problem(path, "unreadable image", exc.strerror or str(exc))) from None
 
 
+def _corrupt(path: Path, exc: ImageError) -> ScreenshotError:
+    return ScreenshotError(Problem(path, "corrupt image", str(exc).removeprefix(f"{path} ")))
+
+
 def _decode(data: bytes, path: Path) -> Image.Image:
     try:
         return decode_image(data, path)  # all of it now: truncated or corrupt files fail here rather than mid-crop
     except ImageError as exc:
-        raise ScreenshotError(Problem(path, "corrupt image", str(exc).removeprefix(f"{path} "))) from None
-
-
-def _load_image(path: Path) -> tuple[Image.Image, bytes]:
-    data = _read_image(path)
-    return _decode(data, path), data
+        raise _corrupt(path, exc) from None
 
 
 def _image_size(data: bytes, path: Path) -> tuple[int, int]:
     try:
         return header_size(data, path)
     except ImageError as exc:
-        raise ScreenshotError(Problem(path, "corrupt image", str(exc).removeprefix(f"{path} "))) from None
+        raise _corrupt(path, exc) from None
 
 
 def _check_box(
@@ -203,9 +205,8 @@ def plan_screenshot(
             warnings.append(warning)
         key = f"{sha}:{label}:{','.join(map(str, clipped))}"
         crops.append(PlannedCrop(label, clipped, key))
-    if not crops or any(crop.key not in done for crop in crops):
-        _decode(data, image)
-    return ScreenshotPlan(image, annotation, sha, crops, warnings)
+    pixels = _decode(data, image) if not crops or any(crop.key not in done for crop in crops) else None
+    return ScreenshotPlan(image, annotation, sha, crops, warnings, pixels)
 
 
 # --- the journal ---
@@ -415,15 +416,15 @@ class _Run:
             self.next_index[label] = index + 1
 
     def _crop_all(self, plan: ScreenshotPlan) -> None:
-        img = None
+        img = plan.pixels
         source = self.ws.relative(plan.image)
         street = street_of(plan.image.name)
         for crop in plan.crops:
             if crop.key in self.record.done:
                 self.summary.already_extracted += 1
                 continue
-            if img is None:
-                img, _ = _load_image(plan.image)
+            if img is None:  # the journal only grows, so planning saw this crop as new and decoded: kept for safety
+                img = _decode(_read_image(plan.image), plan.image)
             label = str(crop.label)
             data = _crop_png(img, crop.box, crop.key, source)
             folder = self.ws.unsorted_dir(crop.label.kind)
