@@ -68,6 +68,15 @@ def edge_shift(box: np.ndarray, other: np.ndarray) -> float:
     return float(moved.mean())
 
 
+def _best_match(overlap: np.ndarray) -> list[int | None]:
+    """For each row of ``overlap`` (IoU of our boxes against a copy's), the copy's box it matches best, or None
+    below :data:`MATCH_IOU`."""
+    if not overlap.shape[1]:
+        return [None] * overlap.shape[0]
+    best = overlap.argmax(axis=1)
+    return [int(j) if overlap[i, j] >= MATCH_IOU else None for i, j in enumerate(best)]
+
+
 def look_again(
     detector: Any, array: np.ndarray, found: Detections, threshold: float | None = None
 ) -> tuple[np.ndarray, Detections]:
@@ -83,17 +92,16 @@ def look_again(
         seen = detector.detect(copy, base * COPY_SCORE)
         mapped = back(np.asarray(seen.boxes, np.float32).reshape(-1, 4))
         overlap = iou_matrix(boxes, mapped)
-        row = np.full(len(boxes), UNMATCHED)
-        for i in range(len(boxes)):
-            j = int(np.argmax(overlap[i])) if overlap.shape[1] else -1
-            if j >= 0 and overlap[i, j] >= MATCH_IOU:
-                row[i] = min(edge_shift(boxes[i], mapped[j]), UNMATCHED)
-        shifts.append(row)
+        shifts.append(
+            [
+                UNMATCHED if j is None else min(edge_shift(boxes[i], mapped[j]), UNMATCHED)
+                for i, j in enumerate(_best_match(overlap))
+            ]
+        )
         if k == 0:  # the mirrored copy: the shrunk one sees every box smaller, and places it worse
-            same = overlap * (np.asarray(found.classes)[:, None] == np.asarray(seen.classes)[None, :])
-            for i in range(len(boxes)):
-                j = int(np.argmax(same[i])) if same.shape[1] else -1
-                if j >= 0 and same[i, j] >= MATCH_IOU:
+            same_class = np.asarray(found.classes)[:, None] == np.asarray(seen.classes)[None, :]
+            for i, j in enumerate(_best_match(overlap * same_class)):
+                if j is not None:
                     steadied[i] = (boxes[i] + mapped[j]) / 2
     return np.mean(shifts, axis=0), Detections(steadied, found.classes, found.scores, found.class_scores)
 
