@@ -56,11 +56,9 @@ class Recipe:
             "animal": ("res_convnet", 60),
         }
         self.classifiers = {
-            task: [
-                *("--model", model, "--augment", "--epochs", str(2 if quick else epochs)),
-                *("--lr-step-every", str(max(1, (2 if quick else epochs) * 4 // 5))),
-            ]
+            task: ["--model", model, "--augment", "--epochs", str(n), "--lr-step-every", str(max(1, n * 4 // 5))]
             for task, (model, epochs) in plan.items()
+            for n in [2 if quick else epochs]
         }
 
 
