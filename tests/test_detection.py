@@ -174,3 +174,31 @@ def test_an_empty_detection_set_says_why(ws, tmp_path):
     add_screenshot(ws, "x.png", [("toon_cat", 1, 1, 20, 20)], folder=tmp_path)
     (tmp_path / "x.png").write_bytes(b"broken")
     assert "can be used" in load_detection_set([tmp_path]).why_empty("F")
+
+
+def test_the_last_plain_epochs_see_the_screenshots_as_they_are():
+    from pathlib import Path
+
+    from toonvision.data.detection import Truth
+    from toonvision.learning.detector_training import Batches
+
+    rng = np.random.default_rng(0)
+    pixels = [rng.integers(0, 255, (64, 96, 3), dtype=np.uint8) for _ in range(4)]
+    truths = [
+        Truth(Path(f"{i}.png"), 96, 64, np.array([[10, 10, 40, 50]], np.float32), np.array([0]), np.array([False]))
+        for i in range(4)
+    ]
+    batches = Batches(pixels, truths, 5, (64, 96), 4, augment=True, seed=0, plain_from=2)
+    for epoch, plain in ((0, False), (1, False), (2, True), (3, True)):
+        images, _ = next(batches.epoch(epoch))
+        untouched = sum(any(np.array_equal(p, image) for p in pixels) for image in images)
+        assert untouched == (4 if plain else 0), epoch
+
+
+def test_detector_settings_out_of_range_are_refused():
+    from toonvision.learning.detector_training import DetectConfig
+
+    for fields, word in (({"ema": 1.0}, "--ema"), ({"ema": -0.1}, "--ema"), ({"plain_epochs": 26}, "--plain-epochs")):
+        with pytest.raises(ValueError, match=word):
+            DetectConfig(epochs=25, **fields).validate()
+    assert DetectConfig(epochs=25, ema=0.995, plain_epochs=25).validate().ema == 0.995

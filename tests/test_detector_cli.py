@@ -218,7 +218,9 @@ def test_bad_input_gives_one_error_line_or_a_named_skip(trained, tmp_path):
 def test_training_killed_half_way_resumes_and_never_leaves_a_half_model(trained, tmp_path):
     ws = Workspace(tmp_path / "ws").init()
     shutil.copytree(trained.screenshots, ws.screenshots, dirs_exist_ok=True)
-    command = [sys.executable, "-m", "toonvision.cli", "train", "--root", str(ws.root), *TRAIN, "--epochs", "3"]
+    # With the weights' moving average and a plain last epoch: the average is optimizer state a resume restores.
+    extra = ["--epochs", "3", "--ema", "0.9", "--plain-epochs", "1"]
+    command = [sys.executable, "-m", "toonvision.cli", "train", "--root", str(ws.root), *TRAIN, *extra]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     progress = ws.runs / "train" / "detect-suit" / "progress.json"
     deadline = time.time() + 240
@@ -240,6 +242,8 @@ def test_training_killed_half_way_resumes_and_never_leaves_a_half_model(trained,
     assert f"resumed at epoch {done_before + 1}" in " ".join(done.stdout.split())
     history = json.loads((run / "history.json").read_text())
     assert len(history["loss"]) == 3
+    config = json.loads((run / "config.json").read_text())
+    assert (config["ema"], config["plain_epochs"]) == (0.9, 1)
     assert (run / "model.keras").is_file() and not (run / "checkpoint.keras").exists()
     assert sorted(p.name for p in (ws.runs / "train").iterdir()) == ["detect-suit"]  # continued, not restarted
     _one_error_line(run_cli("train", "--root", str(ws.root), *TRAIN, "--resume"), "no stopped detector run")

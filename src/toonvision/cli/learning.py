@@ -198,6 +198,22 @@ def train(
             show_default=FROM_TASK,
         ),
     ] = None,
+    plain_epochs: Annotated[
+        int | None,
+        typer.Option(
+            help=_takers("plain_epochs") + "train the last N epochs on the screenshots as they are, without "
+            "augmentation (Ultralytics' close_mosaic): the boxes it learns last are the ones it will be shown.",
+            show_default="0",
+        ),
+    ] = None,
+    ema: Annotated[
+        float | None,
+        typer.Option(
+            help=_takers("ema") + "keep an exponential moving average of the weights with this momentum (e.g. "
+            "0.995) and save it instead of the last weights: it averages out the last steps' noise.",
+            show_default="0, none",
+        ),
+    ] = None,
     resume: Annotated[
         bool | None,
         typer.Option(
@@ -260,6 +276,8 @@ def train(
         "name": name,
         "classes": classes,
         "imgsz": imgsz,
+        "plain_epochs": plain_epochs,
+        "ema": ema,
         "resume": resume,
         "include_unreviewed": include_unreviewed,
         "weights": weights,

@@ -70,6 +70,8 @@ class DetectConfig:
     seed: int = 0
     include_unreviewed: bool = False  # learn from pre-annotations nobody has reviewed too
     weights: str | None = None  # a .keras detector of the same architecture and classes to start from
+    plain_epochs: int = 0  # the last epochs train on the screenshots as they are, without augmentation
+    ema: float = 0.0  # the momentum of an exponential moving average of the weights, which is what is saved; 0: none
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -83,6 +85,10 @@ class DetectConfig:
             raise ValueError("epochs, batch size and learning rate must be positive")
         if self.input_height % 32 or self.input_width % 32 or min(self.input_size) < 64:
             raise ValueError(f"input size must be multiples of 32 and at least 64, got {self.input_size}")
+        if not 0 <= self.plain_epochs <= self.epochs:
+            raise ValueError(f"--plain-epochs must be between 0 and --epochs ({self.epochs}), got {self.plain_epochs}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"--ema is a momentum in [0, 1), e.g. 0.995, got {self.ema}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         return self
@@ -167,7 +173,8 @@ def augment(
 
 
 class Batches:
-    """Shuffled, augmented batches of (uint8 images, targets), reproducible from (seed, epoch)."""
+    """Shuffled batches of (uint8 images, targets), reproducible from (seed, epoch); augmented before epoch
+    ``plain_from`` (all of them by default)."""
 
     def __init__(
         self,
@@ -179,9 +186,10 @@ class Batches:
         *,
         augment: bool,
         seed: int,
+        plain_from: int | None = None,
     ) -> None:
         self.pixels, self.truths, self.num_classes, self.size = pixels, list(truths), num_classes, size
-        self.batch_size, self.augment, self.seed = batch_size, augment, seed
+        self.batch_size, self.augment, self.seed, self.plain_from = batch_size, augment, seed, plain_from
         self.boxes = [input_boxes(t, size) for t in self.truths]
 
     def __len__(self) -> int:
@@ -202,8 +210,9 @@ class Batches:
     def epoch(self, epoch: int):
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(len(self.truths))
+        augment = self.augment and (self.plain_from is None or epoch < self.plain_from)
         for start in range(0, len(order), self.batch_size):
-            yield self.batch(order[start : start + self.batch_size], rng if self.augment else None)
+            yield self.batch(order[start : start + self.batch_size], rng if augment else None)
 
     def dataset(self, first_epoch: int = 0):
         """A tf.data pipeline over all epochs from ``first_epoch``, prefetching in a background thread."""
@@ -240,15 +249,24 @@ def learning_rate(cfg: DetectConfig, steps_per_epoch: int):
     )
 
 
-def build_detector(cfg: DetectConfig, num_classes: int, steps_per_epoch: int, precision: str) -> keras.Model:
+def optimizer(cfg: DetectConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """AdamW on the run's schedule; with ``cfg.ema`` it also keeps the weights' moving average, which replaces
+    the weights when training ends (Keras' ``finalize_variable_values``)."""
     import keras
 
+    return keras.optimizers.AdamW(
+        learning_rate(cfg, steps_per_epoch),
+        weight_decay=1e-4,
+        clipnorm=10.0,
+        use_ema=cfg.ema > 0,
+        ema_momentum=cfg.ema or 0.99,
+    )
+
+
+def build_detector(cfg: DetectConfig, num_classes: int, steps_per_epoch: int, precision: str) -> keras.Model:
     with dtype_policy(precision):
         model = create_detector(cfg.model, num_classes, cfg.input_size)
-    model.compile(
-        optimizer=keras.optimizers.AdamW(learning_rate(cfg, steps_per_epoch), weight_decay=1e-4, clipnorm=10.0),
-        loss=detection_loss(num_classes, cfg.input_size),
-    )
+    model.compile(optimizer=optimizer(cfg, steps_per_epoch), loss=detection_loss(num_classes, cfg.input_size))
     # The optimizer's variables made now, not inside the first step: a tf.function that creates variables is
     # traced twice, and tracing this train step is most of a short run (half of a 2-epoch one).
     model.optimizer.build(model.trainable_variables)
@@ -316,8 +334,16 @@ def train_detector(
 
     def batches(truths: list[Truth], augment: bool) -> Batches:
         pixels = load_screenshots(truths, cfg.input_size, ws)
+        plain_from = cfg.epochs - cfg.plain_epochs
         return Batches(
-            pixels, truths, len(data.classes), cfg.input_size, cfg.batch_size, augment=augment, seed=cfg.seed
+            pixels,
+            truths,
+            len(data.classes),
+            cfg.input_size,
+            cfg.batch_size,
+            augment=augment,
+            seed=cfg.seed,
+            plain_from=plain_from,
         )
 
     train = batches(parts["train"], cfg.augment)
@@ -347,10 +373,7 @@ def train_detector(
         # The whole training state, optimizer moments and step count included: the run continues, it does not
         # start again with a warm model.
         model = keras.models.load_model(out / "checkpoint.keras", compile=False, safe_mode=False)
-        model.compile(
-            optimizer=keras.optimizers.AdamW(learning_rate(cfg, len(train)), weight_decay=1e-4, clipnorm=10.0),
-            loss=detection_loss(len(data.classes), cfg.input_size),
-        )
+        model.compile(optimizer=optimizer(cfg, len(train)), loss=detection_loss(len(data.classes), cfg.input_size))
         _restore_optimizer(model, out / "optimizer.npz")
         first_epoch, history = int(progress["epochs_done"]), dict(progress.get("history", {}))
         spent["seconds"] = float(progress.get("seconds", 0.0))
@@ -383,6 +406,8 @@ def train_detector(
             shuffle=False,  # the batches are shuffled already, reproducibly
             verbose=0,
         )
+    # fit does this at its end, but not when a run resumed after its last epoch skips fit; twice is harmless.
+    model.optimizer.finalize_variable_values(model.trainable_variables)
     final = as_float32_detector(model, cfg, len(data.classes)) if precision != "float32" else model
     save_model(final, out / "model.keras")
     write_json(out / "history.json", history)
