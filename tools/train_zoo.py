@@ -46,7 +46,11 @@ class Recipe:
         # The classifiers learn from crops, and a rendered screenshot is cheap (about 10 a second on 2 cores)
         # against the epochs: 2000 screenshots gave 1538 Cog crops, 48 per name to learn from.
         self.crops_screenshots = 240 if quick else 6000
-        self.detect = ["--imgsz", "640", "--epochs", "2" if quick else "25", "--seed", "0", "--split-seed", "0"]
+        # 60 epochs, the last 5 on the screenshots as they are, saving the weights' moving average: see
+        # docs/models.md for each lever's figure.
+        epochs, plain, ema = ("2", "1", "0.9") if quick else ("60", "5", "0.995")
+        self.detect = ["--imgsz", "640", "--epochs", epochs, "--plain-epochs", plain, "--ema", ema]
+        self.detect += ["--seed", "0", "--split-seed", "0"]
         # (architecture, epochs): the fine-grained tasks get the wider network and the longer schedule; each run
         # augments and learns at a tenth of the rate for its last fifth.
         plan = {
@@ -83,15 +87,17 @@ class State:
         self.path = path
         self.data = json.loads(path.read_text()) if path.is_file() else {"steps": {}}
 
-    def done(self, step: str, commands: list[str] | None = None) -> bool:
-        """Whether ``step`` ran (with these ``commands``, when given: a changed recipe runs it again)."""
+    def done(self, step: str, commands: list[str], upstream: list[str]) -> bool:
+        """Whether ``step`` ran with these ``commands`` after the steps it builds on ran with theirs
+        (``upstream``): a changed recipe runs the step again, and every step built on it."""
         recorded = self.data["steps"].get(step)
-        return recorded is not None and (commands is None or recorded["commands"] == commands)
+        return recorded is not None and recorded["commands"] == commands and recorded.get("upstream") == upstream
 
-    def record(self, step: str, commands: list[str], seconds: float) -> None:
-        before = self.data["steps"].get(step, {"seconds": 0.0, "commands": commands})
-        kept = before["seconds"] if before["commands"] == commands else 0.0  # a resumed step adds up
-        self.data["steps"][step] = {"commands": commands, "seconds": kept + seconds}
+    def record(self, step: str, commands: list[str], upstream: list[str], seconds: float) -> None:
+        before = self.data["steps"].get(step, {"seconds": 0.0, "commands": commands, "upstream": upstream})
+        same = (before["commands"], before.get("upstream")) == (commands, upstream)
+        kept = before["seconds"] if same else 0.0  # a resumed step adds up
+        self.data["steps"][step] = {"commands": commands, "upstream": upstream, "seconds": kept + seconds}
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=2))
         tmp.replace(self.path)
@@ -100,26 +106,42 @@ class State:
         return [c for s in steps for c in self.data["steps"].get(s, {}).get("commands", [])]
 
 
-def step(state: State, name: str, commands: list[list[str]], log: Path) -> None:
-    shown = ["toonvision " + " ".join(c) for c in commands]
-    if state.done(name, shown):
+def step(state: State, name: str, commands: list[list[str]], log: Path, after: tuple[str, ...] = ()) -> None:
+    """Run ``commands`` as step ``name`` unless they ran already after the steps ``after`` as they are now."""
+    shown, upstream = ["toonvision " + " ".join(c) for c in commands], state.commands(*after)
+    if state.done(name, shown, upstream):
         print(f"done already: {name}")
         return
     seconds = sum(toonvision(*c, log=log) for c in commands)
-    state.record(name, shown, seconds)
+    state.record(name, shown, upstream, seconds)
 
 
-def train_detector(state: State, root: Path, recipe: Recipe, log: Path) -> Path:
-    """The detector's training, continued with --resume where a stopped run left it."""
-    run = root / "train" / "runs" / "train" / "detect-zoo"
-    command = ["train", "--root", str(root / "train"), "--task", "detect", *recipe.detect, "--name", "zoo"]
-    if not state.done("detect"):
-        if (run / "model.keras").is_file():
-            sys.exit(f"{run} holds a finished detector that {state.path} does not know: move it away")
-        resume = ["--resume"] if (run / "progress.json").is_file() else []
-        seconds = toonvision(*command, *resume, log=log)
-        state.record("detect", ["toonvision " + " ".join(command)], seconds)
-    return run
+def set_aside(run: Path) -> None:
+    """Move a run folder of an earlier recipe out of the way (kept, never deleted) so that the step makes its run
+    again under the same name."""
+    if not run.exists():
+        return
+    n = 1
+    while (aside := run.with_name(f"{run.name}-superseded{'' if n == 1 else f'-{n}'}")).exists():
+        n += 1
+    run.rename(aside)
+    print(f"kept the earlier recipe's {run.name} as {aside.name}")
+
+
+def train_step(state: State, name: str, command: list[str], run: Path, log: Path, after: tuple[str, ...]) -> None:
+    """One training step into ``run``: a stopped run of the same recipe continues (the detector's with
+    --resume); a run of another recipe is set aside first."""
+    shown, upstream = ["toonvision " + " ".join(command)], state.commands(*after)
+    if state.done(name, shown, upstream):
+        print(f"done already: {name}")
+        return
+    started = f"{name}-started"  # what the run folder was started for: resume only the same recipe
+    resumable = name == "detect" and state.done(started, shown, upstream) and (run / "progress.json").is_file()
+    if not resumable:
+        set_aside(run)
+        state.record(started, shown, upstream, 0.0)
+    seconds = toonvision(*command, *(["--resume"] if resumable else []), log=log)
+    state.record(name, shown, upstream, seconds)
 
 
 def held_out_classifier(onnx: Path, root: Path, task: str) -> dict:
@@ -267,20 +289,23 @@ def main() -> None:
     )
     held_command = [*render, "--root", str(held), "-n", str(recipe.held_out), "--seed", str(HELD_OUT_SEED)]
     step(state, "render-held-out", [held_command], log)
-    detector_run = train_detector(state, root, recipe, log)
+    detector_run = train / "runs" / "train" / "detect-zoo"
+    detect = ["train", "--root", str(train), "--task", "detect", *recipe.detect, "--name", "zoo"]
+    train_step(state, "detect", detect, detector_run, log, after=("render",))
     crops_command = [*render, "--root", str(crops), "-n", str(recipe.crops_screenshots), "--seed", str(CROPS_SEED)]
     step(state, "render-crops", [crops_command], log)
-    step(state, "extract", [["extract", "--root", str(crops)], ["extract", "--root", str(held)]], log)
+    extract = [["extract", "--root", str(crops)], ["extract", "--root", str(held)]]
+    step(state, "extract", extract, log, after=("render-crops", "render-held-out"))
     runs, workspaces = {"detect": detector_run}, {"detect": train}
     for task, options in recipe.classifiers.items():
-        command = ["train", "--root", str(crops), "--task", task, *options, "--seed", "0", "--split-seed", "0"]
-        step(state, task, [[*command, "--name", "zoo"]], log)
         runs[task], workspaces[task] = crops / "runs" / "train" / f"{task}-zoo", crops
+        command = ["train", "--root", str(crops), "--task", task, *options, "--seed", "0", "--split-seed", "0"]
+        train_step(state, task, [*command, "--name", "zoo"], runs[task], log, after=("extract",))
     for task, run in runs.items():
-        step(state, f"export-{task}", [["export", str(run), "--root", str(workspaces[task])]], log)
+        step(state, f"export-{task}", [["export", str(run), "--root", str(workspaces[task])]], log, after=(task,))
     held_screens = held / "raw" / "screenshots"
     judge = ["evaluate", str(detector_run), "--root", str(train), "--screenshots", str(held_screens)]
-    step(state, "evaluate-detect", [judge], log)
+    step(state, "evaluate-detect", [judge], log, after=("detect", "render-held-out"))
 
     out = root / "zoo"
     out.mkdir(exist_ok=True)
