@@ -358,6 +358,7 @@ SHIFTS = {
     "night": Conditions(time_of_day="night"),
     "interface": Conditions(interface=True),
     "jpeg": Conditions(jpeg=30),
+    "far": Conditions(distance=3.0),
 }
 
 
@@ -399,6 +400,7 @@ def test_the_interface_hides_what_it_covers() -> None:
         (("--fov", "wide"), "--fov"),
         (("--fov", "5-200"), "field of view"),
         (("--camera-height", "9"), "camera height"),
+        (("--distance", "0.1"), "camera distance"),
         (("--time", "noon"), "time of day"),
         (("--jpeg", "101"), "JPEG quality"),
         (("--interface", "--masks"), "--masks and --interface"),

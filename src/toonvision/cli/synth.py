@@ -38,6 +38,7 @@ def describe(conditions: Conditions) -> str:
     parts = [f"fov {conditions.fov[0]:g}-{conditions.fov[1]:g}", f"camera x{conditions.camera_height:g}"]
     parts += [conditions.time_of_day, *(["interface"] if conditions.interface else [])]
     parts += [f"jpeg {conditions.jpeg}"] if conditions.jpeg is not None else []
+    parts += [f"distance x{conditions.distance:g}"] if conditions.distance != 1 else []
     return ", ".join(parts)
 
 
@@ -87,6 +88,14 @@ def synth(
     camera_height: Annotated[
         float, typer.Option("--camera-height", help="every camera height times this, 0.25-4 (shifted world)")
     ] = 1.0,
+    distance: Annotated[
+        float,
+        typer.Option(
+            "--distance",
+            help="every camera this many times as far from what it films, 0.5-6: 3 draws Toons and Cogs a third as "
+            "tall, for a held-out set of small, far-away ones (shifted world)",
+        ),
+    ] = 1.0,
     time_of_day: Annotated[
         str, typer.Option("--time", help="the light: day, dusk (dimmer, orange) or night (dark, blue) (shifted world)")
     ] = "day",
@@ -119,8 +128,8 @@ def synth(
     Ray; one that still fails is reported and the others finish. Where no cluster answers, synth gives up
     within about 30 s (exit 2).
 
-    --fov, --camera-height, --time, --interface and --jpeg render a shifted world: another camera, light, the
-    game's interface, compression. The defaults are the world ToonVision's shipped models learned from; a
+    --fov, --camera-height, --distance, --time, --interface and --jpeg render a shifted world: another camera,
+    light, the game's interface, compression. The defaults are the world ToonVision's shipped models learned from; a
     shifted one measures how models carry over, and what fine-tuning on a few screenshots of it gains.
     """
     from toonvision.synth.dataset import SynthConfig, apply_weights, parse_size, resolve_workers
@@ -129,12 +138,12 @@ def synth(
     weight = list(weight or [])
     ws = workspace(root)
     try:
-        conditions = Conditions(parse_fov(fov), camera_height, time_of_day, interface, jpeg).validate()
+        conditions = Conditions(parse_fov(fov), camera_height, time_of_day, interface, jpeg, distance).validate()
     except ValueError as exc:
         raise fail(str(exc)) from None
     if contact_sheet and not conditions.is_default:
         raise fail(
-            "--contact-sheet draws close-ups in the default light: --fov, --camera-height, --time, "
+            "--contact-sheet draws close-ups in the default light: --fov, --camera-height, --distance, --time, "
             "--interface and --jpeg go with rendering screenshots"
         )
     if contact_sheet:

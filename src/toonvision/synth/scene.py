@@ -48,6 +48,7 @@ class Conditions:
     time_of_day: str = "day"  # day, dusk or night: the light's strength and colour
     interface: bool = False  # the game's interface drawn over the street (synth.interface)
     jpeg: int | None = None  # JPEG quality the screenshot went through (None: lossless PNG)
+    distance: float = 1.0  # every camera this many times as far from its subject: 2 draws everything half as tall
 
     def validate(self) -> Conditions:
         low, high = self.fov
@@ -59,6 +60,8 @@ class Conditions:
             raise ValueError(f"time of day must be one of {', '.join(TIMES_OF_DAY)}, got {self.time_of_day!r}")
         if self.jpeg is not None and not 5 <= self.jpeg <= 100:
             raise ValueError(f"JPEG quality must be within 5-100, got {self.jpeg}")
+        if not 0.5 <= self.distance <= 6:
+            raise ValueError(f"camera distance must be a factor within 0.5-6, got {self.distance:g}")
         return self
 
     @property
@@ -227,6 +230,7 @@ def plan_scene(
         # Fit the formation or crowd, then zoom in or out a little.
         dist = max(subject_h / (2 * 0.8 * tan_half), extent / (2 * tan_half * aspect) * rng.uniform(0.6, 1.6))
         dist *= rng.uniform(0.8, 1.6)
+    dist *= conditions.distance
     high = rng.random() < realism.high_camera
     # How much of the frame the subject fills: the fuller, the less room to aim off-centre without cutting it.
     fill = min(1.0, subject_h / (2 * dist * tan_half))
