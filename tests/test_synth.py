@@ -437,3 +437,17 @@ def test_the_renderer_never_uses_an_x_display(tmp_path: Path) -> None:
     finally:
         xvfb.send_signal(signal.SIGTERM)
         xvfb.wait(timeout=10)
+
+
+def test_facing_is_the_angle_between_where_an_entity_looks_and_the_camera() -> None:
+    from toonvision.synth.anatomy import Look
+    from toonvision.synth.scene import EntityPlan, facing
+
+    def toon(heading: float) -> EntityPlan:
+        return EntityPlan(parse_label("toon_duck"), 0.0, 0.0, heading, Look(), 0)
+
+    assert facing(toon(0), (0, 10, 3)) == pytest.approx(0)  # heading 0 looks along +Y
+    assert facing(toon(0), (0, -10, 3)) == pytest.approx(180)
+    assert facing(toon(0), (10, 0, 3)) == pytest.approx(90)
+    assert facing(toon(90), (-10, 0, 3)) == pytest.approx(0)  # headings turn counter-clockwise
+    assert facing(toon(-45), (5, 5, 9)) == pytest.approx(0)

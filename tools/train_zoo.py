@@ -34,6 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE_ZOO = REPO / "src" / "toonvision" / "learning" / "pretrained"
 VERSION = 1
 HELD_OUT_SEED = 900_000  # no training set is rendered from it (benchmarks/detect_quality.py uses it too)
+# Small boxes are few in the held-out set (8 under 60 px of 717): they are judged on one rendered from farther away.
+FAR_SEED, FAR_DISTANCE = 910_000, "5"
 DETECT_SEED, CROPS_SEED = 1, 2  # the detector's screenshots, and the classifiers' own, larger set
 
 
@@ -43,6 +45,7 @@ class Recipe:
     def __init__(self, quick: bool) -> None:
         self.preset = "balanced"  # every Cog name and Toon animal about equally often: the name and animal tasks
         self.train_screenshots, self.held_out = (120, 40) if quick else (2000, 300)
+        self.held_out_far = 40 if quick else 300  # about 170 boxes under 60 px
         # The classifiers learn from crops, and a rendered screenshot is cheap (about 10 a second on 2 cores)
         # against the epochs: 2000 screenshots gave 1538 Cog crops, 48 per name to learn from.
         self.crops_screenshots = 240 if quick else 6000
@@ -217,6 +220,22 @@ def _figure(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def newest_evaluation(run: Path, screenshots: Path) -> dict:
+    """The figures of ``run``'s newest ``evaluate`` of ``screenshots``: evaluate writes a new folder each time
+    (evaluate, evaluate-2, ...), and the newest judged with the package's decoding as it is now."""
+    judged = [
+        p for p in run.glob("evaluate*/evaluation.json") if json.loads(p.read_text())["screenshots"] == str(screenshots)
+    ]
+    return json.loads(max(judged, key=lambda p: p.stat().st_mtime).read_text())
+
+
+def by_size(figures: dict) -> dict:
+    return {
+        name: {"ap50": b["ap50"], "ap": b["ap50_95"], "truths": b["truths"], "height": b["height_px_at_720"]}
+        for name, b in figures["by_size"].items()
+    }
+
+
 def write_card(out: Path, task: str, card: dict) -> None:
     (out / f"{task}.json").write_text(json.dumps(card, indent=2) + "\n")
     held = card["held_out"]
@@ -245,6 +264,20 @@ def write_card(out: Path, task: str, card: dict) -> None:
             *(
                 f"| {b['height']} ({n}) | {b['truths']} | {_figure(b['ap50'])} | {_figure(b['ap'])} |"
                 for n, b in held["by_size"].items()
+            ),
+        ]
+        far = card["held_out_far"]
+        lines += [
+            "",
+            f"Small boxes are few above; {far['screenshots']} screenshots rendered with seed {far['seed']} and "
+            f"`--distance {far['distance']:g}` (every camera {far['distance']:g} times as far) judge them: "
+            f"AP50 {far['ap50']:.3f}, AP50:95 {far['ap']:.3f} over all their boxes.",
+            "",
+            "| box height at 720 px | boxes | AP50 | AP50:95 |",
+            "|---|---|---|---|",
+            *(
+                f"| {b['height']} ({n}) | {b['truths']} | {_figure(b['ap50'])} | {_figure(b['ap'])} |"
+                for n, b in far["by_size"].items()
             ),
         ]
     else:
@@ -289,6 +322,9 @@ def main() -> None:
     )
     held_command = [*render, "--root", str(held), "-n", str(recipe.held_out), "--seed", str(HELD_OUT_SEED)]
     step(state, "render-held-out", [held_command], log)
+    far = root / "held-out-far"
+    far_command = [*render, "--root", str(far), "-n", str(recipe.held_out_far), "--seed", str(FAR_SEED)]
+    step(state, "render-held-out-far", [[*far_command, "--distance", FAR_DISTANCE]], log)
     detector_run = train / "runs" / "train" / "detect-zoo"
     detect = ["train", "--root", str(train), "--task", "detect", *recipe.detect, "--name", "zoo"]
     train_step(state, "detect", detect, detector_run, log, after=("render",))
@@ -306,6 +342,9 @@ def main() -> None:
     held_screens = held / "raw" / "screenshots"
     judge = ["evaluate", str(detector_run), "--root", str(train), "--screenshots", str(held_screens)]
     step(state, "evaluate-detect", [judge], log, after=("detect", "render-held-out"))
+    far_screens = far / "raw" / "screenshots"
+    judge_far = ["evaluate", str(detector_run), "--root", str(train), "--screenshots", str(far_screens)]
+    step(state, "evaluate-detect-far", [judge_far], log, after=("detect", "render-held-out-far"))
 
     out = root / "zoo"
     out.mkdir(exist_ok=True)
@@ -318,9 +357,7 @@ def main() -> None:
     for task, run in runs.items():
         config = json.loads((run / "config.json").read_text())
         if task == "detect":
-            # evaluate writes a new folder each time (evaluate, evaluate-2, ...): the newest is the package's decoding
-            evaluation = max(run.glob("evaluate*/evaluation.json"), key=lambda p: p.stat().st_mtime)
-            figures = json.loads(evaluation.read_text())
+            figures = newest_evaluation(run, held_screens)
             held_out = {
                 "screenshots": figures["n_screenshots"],
                 "ap50": figures["ap50"],
@@ -329,17 +366,19 @@ def main() -> None:
                     name: {"ap50": c["ap50"], "ap": c["ap50_95"], "truths": c.get("truths")}
                     for name, c in figures["per_class"].items()
                 },
-                "by_size": {
-                    name: {
-                        "ap50": b["ap50"],
-                        "ap": b["ap50_95"],
-                        "truths": b["truths"],
-                        "height": b["height_px_at_720"],
-                    }
-                    for name, b in figures["by_size"].items()
-                },
+                "by_size": by_size(figures),
             }
-            steps = ("render", "render-held-out", "detect", "export-detect", "evaluate-detect")
+            far_figures = newest_evaluation(run, far_screens)
+            held_out_far = {
+                "seed": FAR_SEED,
+                "distance": float(FAR_DISTANCE),
+                "screenshots": far_figures["n_screenshots"],
+                "ap50": far_figures["ap50"],
+                "ap": far_figures["ap50_95"],
+                "by_size": by_size(far_figures),
+            }
+            steps = ("render", "render-held-out", "render-held-out-far", "detect", "export-detect")
+            steps += ("evaluate-detect", "evaluate-detect-far")
         else:
             held_out = {"screenshots": held_data["screenshots"], **held_out_classifier(run / "model.onnx", held, task)}
             steps = ("render-crops", "render-held-out", "extract", task, f"export-{task}")
@@ -362,6 +401,7 @@ def main() -> None:
             "recipe": [c.replace(str(root), "<root>") for c in state.commands(*steps)],
             "training": {"seconds": metrics.get("seconds"), "machine": made},
             "held_out": {"seed": HELD_OUT_SEED, **held_out},
+            **({"held_out_far": held_out_far} if task == "detect" else {}),
             "files": {
                 suffix: {"sha256": sha256(out / f"{task}{suffix}"), "bytes": (out / f"{task}{suffix}").stat().st_size}
                 for suffix in (".onnx", ".keras")

@@ -26,7 +26,16 @@ import numpy as np
 
 from toonvision.data.annotations import Box, labelimg_truncated
 from toonvision.data.taxonomy import STREET_SHORTS, Label
-from toonvision.synth.scene import Conditions, Realism, ScenePlan, child, label_sampler, plan_scene, screenshot_rng
+from toonvision.synth.scene import (
+    Conditions,
+    Realism,
+    ScenePlan,
+    child,
+    facing,
+    label_sampler,
+    plan_scene,
+    screenshot_rng,
+)
 
 ID_STEP = 8  # each ID channel moves in steps of 8 so that TinyPanda's +-1 colour rounding cannot confuse IDs
 
@@ -69,6 +78,7 @@ class Instance:
     nametag: tuple[int, int, int, int] | None = None  # (left, top, right, bottom) in pixels, bottom exclusive
     confuser: str = ""
     occluder: bool = False
+    facing: float | None = None  # degrees from looking at the camera (0) to turning its back on it (180)
 
     @property
     def visible(self) -> float:
@@ -282,7 +292,7 @@ class Renderer:
         result = self.render_entities(scene, world.root, entities, world.sky or world.style.sky, rules)
         result.street, result.mode = plan.street, plan.mode
         for inst, ep in zip(result.instances, plan.entities, strict=True):
-            inst.occluder = ep.occluder
+            inst.occluder, inst.facing = ep.occluder, facing(ep, cam.pos)
         self.camera.detachNode()
         return result
 

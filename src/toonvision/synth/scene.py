@@ -103,6 +103,16 @@ class EntityPlan:
     occluder: bool = False
 
 
+def facing(entity: EntityPlan, camera: tuple[float, float, float]) -> float:
+    """Degrees between the way ``entity`` faces and the way to the camera, on the ground: 0 when it looks at the
+    camera, 180 when its back is turned (its face, and what tells one animal from another, unseen)."""
+    heading = math.radians(entity.heading)  # heading 0 looks along +Y, and turns counter-clockwise
+    ahead = (-math.sin(heading), math.cos(heading))
+    to_camera = (camera[0] - entity.x, camera[1] - entity.y)
+    cos = (ahead[0] * to_camera[0] + ahead[1] * to_camera[1]) / (math.hypot(*to_camera) or 1.0)
+    return math.degrees(math.acos(max(-1.0, min(1.0, cos))))
+
+
 @dataclass
 class CameraPlan:
     pos: tuple[float, float, float]
