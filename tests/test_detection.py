@@ -198,7 +198,34 @@ def test_the_last_plain_epochs_see_the_screenshots_as_they_are():
 def test_detector_settings_out_of_range_are_refused():
     from toonvision.learning.detector_training import DetectConfig
 
-    for fields, word in (({"ema": 1.0}, "--ema"), ({"ema": -0.1}, "--ema"), ({"plain_epochs": 26}, "--plain-epochs")):
+    for fields, word in (
+        ({"ema": 1.0}, "--ema"),
+        ({"ema": -0.1}, "--ema"),
+        ({"plain_epochs": 26}, "--plain-epochs"),
+        ({"mosaic": 1.5}, "--mosaic"),
+        ({"mosaic": 0.5, "augment": False}, "--no-augment"),
+        ({"plain_epochs": 2, "augment": False}, "--no-augment"),
+    ):
         with pytest.raises(ValueError, match=word):
             DetectConfig(epochs=25, **fields).validate()
     assert DetectConfig(epochs=25, ema=0.995, plain_epochs=25).validate().ema == 0.995
+
+
+def test_a_mosaic_puts_four_screenshots_at_half_size_around_a_point_with_their_boxes():
+    from toonvision.learning.detector_training import mosaic
+
+    h, w = 96, 160
+    tiles = []
+    for k in range(4):  # each screenshot grey with one box of its own colour
+        image = np.full((h, w, 3), 128, np.uint8)
+        box = np.array([[40, 20, 100, 80], [0, 0, 4, 4]], np.float32)
+        image[20:80, 40:100] = (60 * k + 20, 255 - 60 * k, 50)
+        tiles.append((image, box))
+    for seed in range(5):
+        out, boxes, keep = mosaic(tiles, np.random.default_rng(seed))
+        assert out.shape == (h, w, 3) and boxes.shape == (8, 4) and not keep[1::2].any()  # 2x2 px: too small
+        for k in np.flatnonzero(keep):
+            x1, y1, x2, y2 = np.round(boxes[k]).astype(int)
+            inside = out[y1 + 1 : y2 - 1, x1 + 1 : x2 - 1].reshape(-1, 3)
+            assert (inside == tiles[k // 2][0][50, 70]).all(), (seed, k)  # the box holds its own screenshot's colour
+            assert x2 - x1 <= 31 and y2 - y1 <= 31  # at half size

@@ -39,6 +39,7 @@ REFUSED = [
     (("--task", "name", "--include-unreviewed"), "--include-unreviewed", "detect"),
     (("--task", "animal", "--ema", "0.995"), "--ema", "detect"),
     (("--task", "suit", "--plain-epochs", "3"), "--plain-epochs", "detect"),
+    (("--task", "binary", "--mosaic", "0.5"), "--mosaic", "detect"),
 ]
 
 
@@ -96,7 +97,7 @@ def test_defaults_are_stated_once_in_the_registry():
     train = get_command(app).commands["train"]
     task_options = {"model", "epochs", "lr", "batch_size", "augment", "optimizer", "dropout", "decay"}
     task_options |= {"lr_step_every", "lr_step_factor", "class_weight", "pad", "classes", "imgsz", "resume", "name"}
-    task_options |= {"plain_epochs", "ema"}
+    task_options |= {"mosaic", "plain_epochs", "ema"}
     for param in train.params:
         if param.name in task_options:
             assert param.default is None, param.name

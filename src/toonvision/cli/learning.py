@@ -198,6 +198,14 @@ def train(
             show_default=FROM_TASK,
         ),
     ] = None,
+    mosaic: Annotated[
+        float | None,
+        typer.Option(
+            help=_takers("mosaic") + "the share of augmented screenshots made of four at half size meeting at a "
+            "random point (YOLO's mosaic): Toons and Cogs as small as far-away ones, four screenshots' worth in one.",
+            show_default="0",
+        ),
+    ] = None,
     plain_epochs: Annotated[
         int | None,
         typer.Option(
@@ -276,6 +284,7 @@ def train(
         "name": name,
         "classes": classes,
         "imgsz": imgsz,
+        "mosaic": mosaic,
         "plain_epochs": plain_epochs,
         "ema": ema,
         "resume": resume,

@@ -70,6 +70,7 @@ class DetectConfig:
     seed: int = 0
     include_unreviewed: bool = False  # learn from pre-annotations nobody has reviewed too
     weights: str | None = None  # a .keras detector of the same architecture and classes to start from
+    mosaic: float = 0.0  # the share of augmented screenshots made of four at half size (YOLO's mosaic)
     plain_epochs: int = 0  # the last epochs train on the screenshots as they are, without augmentation
     ema: float = 0.0  # the momentum of an exponential moving average of the weights, which is what is saved; 0: none
 
@@ -87,6 +88,10 @@ class DetectConfig:
             raise ValueError(f"input size must be multiples of 32 and at least 64, got {self.input_size}")
         if not 0 <= self.plain_epochs <= self.epochs:
             raise ValueError(f"--plain-epochs must be between 0 and --epochs ({self.epochs}), got {self.plain_epochs}")
+        if not 0.0 <= self.mosaic <= 1.0:
+            raise ValueError(f"--mosaic is a share of screenshots in [0, 1], got {self.mosaic}")
+        if not self.augment and (self.mosaic or self.plain_epochs):
+            raise ValueError("--mosaic and --plain-epochs shape the augmentation: they do not go with --no-augment")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"--ema is a momentum in [0, 1), e.g. 0.995, got {self.ema}")
         if self.precision not in PRECISIONS:
@@ -172,6 +177,35 @@ def augment(
     return image, boxes, keep
 
 
+def mosaic(
+    tiles: Sequence[tuple[np.ndarray, np.ndarray]], rng: np.random.Generator, min_side: float = 4.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Four images at half size meeting at a random point, as YOLO's mosaic: every Toon and Cog at half its size,
+    as far away as a camera rarely frames them, and four screenshots' worth of them in one. Returns the image,
+    the four images' boxes (in order, clipped) and which are kept (still mostly visible)."""
+    import cv2
+
+    h, w = tiles[0][0].shape[:2]
+    th, tw = h // 2, w // 2
+    cx, cy = round(rng.uniform(0.25, 0.75) * w), round(rng.uniform(0.25, 0.75) * h)
+    out = np.zeros_like(tiles[0][0])
+    placed, kept = [], []
+    for k, (image, boxes) in enumerate(tiles):
+        small = cv2.resize(np.ascontiguousarray(image), (tw, th), interpolation=cv2.INTER_AREA)
+        x0, y0 = cx - tw if k % 2 == 0 else cx, cy - th if k < 2 else cy  # each meets the point with a corner
+        left, top, right, bottom = max(x0, 0), max(y0, 0), min(x0 + tw, w), min(y0 + th, h)
+        out[top:bottom, left:right] = small[top - y0 : bottom - y0, left - x0 : right - x0]
+        b = boxes * np.array([tw / w, th / h, tw / w, th / h], np.float32) + np.array([x0, y0, x0, y0], np.float32)
+        whole = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+        b[:, 0::2] = b[:, 0::2].clip(left, right)
+        b[:, 1::2] = b[:, 1::2].clip(top, bottom)
+        area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+        keep = (b[:, 2] - b[:, 0] >= min_side) & (b[:, 3] - b[:, 1] >= min_side)
+        kept.append(keep & (area >= 0.4 * np.maximum(whole, 1e-6)))
+        placed.append(b)
+    return out, np.concatenate(placed).reshape(-1, 4), np.concatenate(kept)
+
+
 class Batches:
     """Shuffled batches of (uint8 images, targets), reproducible from (seed, epoch); augmented before epoch
     ``plain_from`` (all of them by default)."""
@@ -187,9 +221,11 @@ class Batches:
         augment: bool,
         seed: int,
         plain_from: int | None = None,
+        mosaic: float = 0.0,
     ) -> None:
         self.pixels, self.truths, self.num_classes, self.size = pixels, list(truths), num_classes, size
         self.batch_size, self.augment, self.seed, self.plain_from = batch_size, augment, seed, plain_from
+        self.mosaic = mosaic
         self.boxes = [input_boxes(t, size) for t in self.truths]
 
     def __len__(self) -> int:
@@ -200,6 +236,13 @@ class Batches:
         for i in indexes:
             image, boxes = self.pixels[i], self.boxes[i]
             classes, difficult = self.truths[i].classes, self.truths[i].difficult
+            # No draw for the mosaic when there is none: runs without it get the batches they always got.
+            if rng is not None and self.mosaic and rng.random() < self.mosaic:
+                picks = [i, *rng.integers(len(self.truths), size=3)]
+                image, boxes, keep = mosaic([(self.pixels[j], self.boxes[j]) for j in picks], rng)
+                classes = np.concatenate([self.truths[j].classes for j in picks])[keep]
+                difficult = np.concatenate([self.truths[j].difficult for j in picks])[keep]
+                boxes = boxes[keep]
             if rng is not None:
                 image, boxes, keep = augment(image, boxes, rng)
                 classes, difficult, boxes = classes[keep], difficult[keep], boxes[keep]
@@ -344,6 +387,7 @@ def train_detector(
             augment=augment,
             seed=cfg.seed,
             plain_from=plain_from,
+            mosaic=cfg.mosaic,
         )
 
     train = batches(parts["train"], cfg.augment)

@@ -36,7 +36,7 @@ SHARED_OPTIONS: tuple[str, ...] = (
 )
 FAMILY_OPTIONS: dict[str, tuple[str, ...]] = {
     CLASSIFY: ("optimizer", "dropout", "decay", "lr_step_every", "lr_step_factor", "class_weight", "pad"),
-    DETECT: ("classes", "imgsz", "resume", "include_unreviewed", "plain_epochs", "ema"),
+    DETECT: ("classes", "imgsz", "resume", "include_unreviewed", "mosaic", "plain_epochs", "ema"),
 }
 
 
