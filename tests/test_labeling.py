@@ -211,3 +211,11 @@ def _box(*corners):
     from toonvision.data.annotations import Box
 
     return Box("", *map(float, corners))
+
+
+def test_a_pipeline_without_a_detector_says_so_when_asked_to_find_boxes():
+    pipe = Pipeline({"binary": Said("binary", [0.9, 0.1])})
+    for ask in (lambda: pipe(SHOT), lambda: pipe.detect(SHOT, position_spread=True)):
+        with pytest.raises(ValueError, match="no detector"):
+            ask()
+    assert pipe.predict(SHOT, [_box(10, 10, 60, 160)]).boxes[0].kind == "cog"  # with the boxes given it labels

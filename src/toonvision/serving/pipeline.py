@@ -359,9 +359,7 @@ class Pipeline:
         """:meth:`__call__` for one screenshot. ``position_spread``: also measure how unsure the detector is of
         each box's edges, place each box by the mean of two looks (plain and mirrored), and list its near misses
         (:mod:`toonvision.serving.position`; two more detector passes, so only annotate asks)."""
-        if self.detector is None:
-            raise ValueError("this pipeline has no detector: give one, or the boxes (predict)")
-        array = screenshot_array(image)
+        array = screenshot_array(image)  # find() refuses a pipeline without a detector
         found, near = self.find(array, conf=conf, near_misses=position_spread)
         if not position_spread:
             return self.label_found(image, found, array=array, source=source)
