@@ -240,6 +240,9 @@ def test_training_killed_half_way_resumes_and_never_leaves_a_half_model(trained,
     done = run_cli("train", "--root", str(ws.root), *TRAIN, "--epochs", "3", "--resume")
     assert done.returncode == 0, done.stderr
     assert f"resumed at epoch {done_before + 1}" in " ".join(done.stdout.split())
+    # 6 steps at 0.9 keep 53% of the starting weights in the average: said, with a momentum that suits the run.
+    assert "still holds 53% of the random starting weights; a momentum of 0.464" in " ".join(done.stderr.split())
+    assert "ema=0.9" in " ".join(done.stdout.split())  # the header shows the stopped run's settings, not the command's
     history = json.loads((run / "history.json").read_text())
     assert len(history["loss"]) == 3
     config = json.loads((run / "config.json").read_text())

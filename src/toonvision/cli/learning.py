@@ -381,11 +381,18 @@ def run_detector_training(
     """Train a detector with a progress bar per epoch (with ``resume``: continue the newest stopped run); returns
     the run folder (runs/train/detect-<classes>, or detect-<name> for another name)."""
     from toonvision.data.detection import DetectionDataError
-    from toonvision.learning.detector_training import find_unfinished_run, train_detector
+    from toonvision.learning.detector_training import (
+        ema_start_share,
+        find_unfinished_run,
+        recorded_config,
+        train_detector,
+    )
 
     previous = find_unfinished_run(ws.runs / "train") if resume else None
     if resume and previous is None:
         raise fail(f"no stopped detector run to resume under {ws.runs / 'train'}")
+    if previous is not None:
+        cfg = recorded_config(previous)  # the stopped run's settings win over the command's: shown as they are
     settings = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "precision", "input_height", "input_width")}
     header(
         "train",
@@ -416,6 +423,13 @@ def run_detector_training(
             if unknown:
                 warn(unknown)
             unreviewed_left_out(len(data.unreviewed))
+            kept, steps = ema_start_share(cfg, counts["train"])
+            if kept > 0.01:
+                warn(
+                    f"--ema {cfg.ema:g}: after this run's {steps} steps the saved average still holds {kept:.0%} of "
+                    f"the random starting weights; a momentum of {0.01 ** (1 / steps):.3f} or less suits a run this "
+                    "short"
+                )
             boxes = ", ".join(f"{k} {v}" for k, v in data.box_counts().items())
             console.print(
                 f"screenshots: train {counts['train']}, validate {counts['validate']}, test {counts['test']}; "
