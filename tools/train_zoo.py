@@ -294,11 +294,13 @@ def write_card(out: Path, task: str, card: dict) -> None:
 
 
 def stripped_keras(run_model: Path, into: Path) -> None:
-    """The trained model without its optimizer state: what fine-tuning needs, at a third of the size."""
+    """The trained model without its optimizer state: what fine-tuning needs, at a third of the size. Made once
+    per trained model: saving again writes other bytes (the archive's timestamps) for the same weights."""
     from toonvision.learning.model_files import load_keras_model
     from toonvision.learning.training import save_model
 
-    save_model(load_keras_model(run_model), into)
+    if not into.is_file() or into.stat().st_mtime < run_model.stat().st_mtime:
+        save_model(load_keras_model(run_model), into)
 
 
 def main() -> None:
@@ -388,7 +390,7 @@ def main() -> None:
         card = {
             "task": task,
             "version": VERSION,
-            "trained_at": datetime.now(UTC).strftime("%Y-%m-%d"),
+            "trained_at": datetime.fromtimestamp((run / "model.keras").stat().st_mtime, UTC).strftime("%Y-%m-%d"),
             "parameters": metrics.get("params"),
             "config": config,
             "data": {
