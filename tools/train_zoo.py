@@ -122,11 +122,11 @@ def step(state: State, name: str, commands: list[list[str]], log: Path, after: t
 def set_aside(run: Path) -> None:
     """Move a run folder of an earlier recipe out of the way (kept, never deleted) so that the step makes its run
     again under the same name."""
+    from toonvision.data.files import new_run_dir
+
     if not run.exists():
         return
-    n = 1
-    while (aside := run.with_name(f"{run.name}-superseded{'' if n == 1 else f'-{n}'}")).exists():
-        n += 1
+    aside = new_run_dir(run.parent, f"{run.name}-superseded")  # an empty folder, which rename replaces
     run.rename(aside)
     print(f"kept the earlier recipe's {run.name} as {aside.name}")
 
