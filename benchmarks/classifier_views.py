@@ -94,8 +94,7 @@ def main() -> None:
                 source, box = Path(img.text[PNG_SOURCE]).name, img.text[PNG_KEY].split(":", 1)[1]
             if (source, box) in angle:
                 rows.append((angle[(source, box)], classes[truth], result.label))
-    crops = pairs
-    missing = len(crops) - len(rows)
+    missing = len(pairs) - len(rows)
     facing = np.array([r[0] for r in rows])
     right = np.array([r[1] == r[2] for r in rows])
     print(f"\n{args.task} classifier: {model}")
